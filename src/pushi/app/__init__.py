@@ -1,0 +1,5 @@
+"""The Appier side of Pushi: REST controllers and persistence models."""
+
+from .base import PushiApp
+
+__all__ = ["PushiApp"]

@@ -1,0 +1,1 @@
+"""Core of Pushi: State (the router), the store worker and the process runner."""

@@ -1,0 +1,112 @@
+"""Signatures, identifiers and channel kinds: small pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_\-=@,.;:&]{1,200}$")
+APP_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+PUBLIC = "public"
+PRIVATE = "private"
+PRESENCE = "presence"
+PERSONAL = "personal"
+PEER = "peer"
+
+_PREFIXES = (
+    ("private-", PRIVATE),
+    ("presence-", PRESENCE),
+    ("personal-", PERSONAL),
+    ("peer-", PEER),
+)
+
+
+def channel_kind(channel: str) -> str:
+    """The kind of a channel, decided by the prefix of its name."""
+    for prefix, kind in _PREFIXES:
+        if channel.startswith(prefix):
+            return kind
+    return PUBLIC
+
+
+def valid_channel(channel: object) -> bool:
+    """Whether a value is an acceptable channel name."""
+    return isinstance(channel, str) and CHANNEL_NAME.match(channel) is not None
+
+
+def needs_auth(channel: str) -> bool:
+    """Every kind but public requires a signed subscription."""
+    return channel_kind(channel) != PUBLIC
+
+
+def personal_user(channel: str) -> str:
+    """The user id a personal channel belongs to."""
+    return channel[len("personal-") :]
+
+
+def peer_channel(base: str, user_a: str, user_b: str) -> str:
+    """The chat channel of two members of presence channel `presence-<base>`."""
+    first, second = sorted((user_a, user_b))
+    return f"peer-{base}:{first}&{second}"
+
+
+def peer_users(channel: str) -> tuple[str, str] | None:
+    """The two user ids of a peer channel, or None when the name is not one."""
+    _, _, users = channel.partition(":")
+    first, sep, second = users.partition("&")
+    if not channel.startswith("peer-") or not sep or not first or not second:
+        return None
+    return first, second
+
+
+def sign(secret: str, message: str) -> str:
+    """Hex HMAC-SHA256 of a message under an app secret."""
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def string_to_sign(socket_id: str, channel: str, channel_data: str | None) -> str:
+    """What a channel auth signs: socket, channel and, for presence, its data."""
+    if channel_data is None:
+        return f"{socket_id}:{channel}"
+    return f"{socket_id}:{channel}:{channel_data}"
+
+
+def channel_auth(
+    key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None
+) -> str:
+    """The `auth` value a client sends to join a protected channel."""
+    signature = sign(secret, string_to_sign(socket_id, channel, channel_data))
+    return f"{key}:{signature}"
+
+
+def verify_channel_auth(
+    key: str,
+    secret: str,
+    socket_id: str,
+    channel: str,
+    auth: object,
+    channel_data: str | None = None,
+) -> bool:
+    """Checks a client's `auth` value in constant time."""
+    if not isinstance(auth, str):
+        return False
+    expected = channel_auth(key, secret, socket_id, channel, channel_data)
+    return hmac.compare_digest(expected.encode(), auth.encode())
+
+
+def new_socket_id() -> str:
+    """A random socket id of Pusher's `<digits>.<digits>` form."""
+    return f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
+
+
+def new_key() -> str:
+    """A new app key or secret: 64 lowercase hex characters."""
+    return secrets.token_hex(32)
+
+
+def new_ident() -> str:
+    """A new app id: 24 lowercase hex characters."""
+    return secrets.token_hex(12)

@@ -1,0 +1,62 @@
+"""Live state of one app: its channels, their sockets and presence members."""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:
+    from .session import Session
+
+
+class Channel:
+    """One channel of one app: who is joined and, for presence, who is present."""
+
+    __slots__ = ("name", "sessions", "members")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # insertion-ordered dict used as an ordered set: O(1) join/leave/lookup
+        self.sessions: dict[str, Session] = {}
+        # presence only: user_id -> Member
+        self.members: dict[str, Member] = {}
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+class Member:
+    """A presence member: one user, possibly on several sockets."""
+
+    __slots__ = ("user_id", "channel_data", "sockets", "peer")
+
+    def __init__(self, user_id: str, channel_data: dict, peer: bool) -> None:
+        self.user_id = user_id
+        self.channel_data = channel_data
+        self.sockets: set[str] = set()
+        self.peer = peer
+
+
+class AppState:
+    """The live state of one app: credentials, channels and sockets."""
+
+    __slots__ = ("ident", "key", "secret", "name", "channels", "sessions")
+
+    def __init__(self, ident: str, key: str, secret: str, name: str = "") -> None:
+        self.ident = ident
+        self.key = key
+        self.secret = secret
+        self.name = name
+        self.channels: dict[str, Channel] = {}
+        self.sessions: dict[str, Session] = {}
+
+    def channel(self, name: str) -> Channel:
+        """The channel of that name, created on first use."""
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = self.channels[name] = Channel(name)
+        return channel
+
+    def discard_if_empty(self, channel: Channel) -> None:
+        """Forgets a channel nobody is joined to, so idle names cost nothing."""
+        if not channel.sessions and not channel.members:
+            self.channels.pop(channel.name, None)

@@ -1,0 +1,158 @@
+"""Assembles one Pushi process: store worker, State, WebSocket server, API app."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from .config import Settings
+from .state import State
+from .store import Store
+
+LOGGER = logging.getLogger("pushi")
+
+
+class Process:
+    """The parts of a running Pushi and their start and stop order."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        from ..app import PushiApp
+        from ..net.server import PushiServer
+
+        self.settings = settings or Settings.from_env()
+        self.store = Store(self.settings.store_queue)
+        self.state = State(self.settings, self.store)
+        self.app = PushiApp(self.state, self.store, self.settings)
+        self.server = PushiServer(self.state, self.settings)
+        self.api = None
+        self.stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def describe_store(self) -> str:
+        """One line saying where data lives."""
+        if self.settings.mongo_url:
+            return "store: MongoDB (MONGO_URL)"
+        return "store: embedded, in %s" % self.settings.data_dir
+
+    def start(self) -> None:
+        """Starts every part; returns once both servers listen."""
+        from ..app.models import App
+
+        settings = self.settings
+        self.app.start()
+        LOGGER.info(self.describe_store())
+        if settings.registration == "open" and settings.app_host not in (
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        ):
+            LOGGER.warning(
+                "open registration on %s: anyone who reaches the API can create "
+                "apps (set PUSHI_REGISTRATION=admin)",
+                settings.app_host,
+            )
+        self.state.load_apps(app.credentials() for app in App.find(rules=False))
+        self.store.start()
+        self._thread(self._serve_ws, "pushi-ws")
+        self._wait(self.server.ready, "WebSocket")
+        self._serve_api()
+        LOGGER.info(
+            "listening: WebSocket %s:%d, API %s:%d",
+            settings.server_host,
+            settings.server_port,
+            settings.app_host,
+            settings.app_port,
+        )
+
+    def _thread(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _serve_ws(self) -> None:
+        settings = self.settings
+        try:
+            self.server.serve(
+                host=settings.server_host,
+                port=settings.server_port,
+                ssl=settings.server_ssl,
+                key_file=settings.server_ssl_key,
+                cer_file=settings.server_ssl_cer,
+            )
+        finally:
+            self.stopped.set()
+
+    def _serve_api(self) -> None:
+        settings = self.settings
+        if settings.app_server != "netius":
+            # any other Appier server, plain HTTP only
+            self.app.serve(
+                server=settings.app_server,
+                host=settings.app_host,
+                port=settings.app_port,
+                conf=False,
+                threaded=True,
+            )
+            return
+        import netius.servers
+
+        self.api = netius.servers.WSGIServer(self.app.application, name="pushi-api")
+        ready = threading.Event()
+        self.api.bind("start", lambda *args, **kwargs: ready.set())
+
+        def serve() -> None:
+            try:
+                self.api.serve(
+                    host=settings.app_host,
+                    port=settings.app_port,
+                    ssl=settings.app_ssl,
+                    key_file=settings.app_ssl_key,
+                    cer_file=settings.app_ssl_cer,
+                )
+            finally:
+                self.stopped.set()
+
+        self._thread(serve, "pushi-api")
+        self._wait(ready, "API")
+
+    def _wait(self, ready: threading.Event, name: str) -> None:
+        """Waits for a server to listen; fails fast when its thread died."""
+        for _ in range(300):
+            if ready.wait(0.1):
+                return
+            if self.stopped.is_set():
+                break
+        raise RuntimeError("%s server did not start (see the log above)" % name)
+
+    def stop(self) -> None:
+        """Closes sockets with 1001, stops both servers, flushes the store."""
+        LOGGER.info("stopping")
+        self.server.shutdown()
+        if self.api is not None:
+            self.api.delay_s(self.api.stop)
+        for thread in self._threads:
+            thread.join(10)
+        self.store.stop()
+        self.app.stop()
+        close = getattr(self.app.adapter, "close", None)
+        try:
+            close and close()
+        except NotImplementedError:
+            pass  # Appier's Mongo adapter keeps a global client
+        LOGGER.info("stopped")
+
+
+def run(settings: Settings | None = None) -> None:
+    """Runs Pushi until SIGINT or SIGTERM, then stops it cleanly."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    process = Process(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    process.start()
+    while not stop.is_set() and not process.stopped.is_set():
+        stop.wait(0.5)
+    process.stop()

@@ -1,0 +1,310 @@
+"""PushiServer: the netius WebSocket server, bytes in and protocol messages out.
+
+netius drives the sockets; RFC 6455 (handshake validation, framing, masking,
+fragments, UTF-8, ping/pong, close) is wsproto's, a sans-I/O protocol core, so
+no frame parser is written here. Each connection turns complete messages into
+State calls and State's replies into frames; routing is State's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import typing
+
+import netius
+import wsproto
+import wsproto.events as ws_events
+import wsproto.frame_protocol
+import wsproto.utilities
+
+from ..base.session import Outgoing
+from . import dialects
+
+if typing.TYPE_CHECKING:
+    from ..base.config import Settings
+    from ..base.session import Session
+    from ..base.state import State
+
+LOGGER = logging.getLogger("pushi")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_UNKNOWN_APP = 4001
+
+# server frames are never masked and we negotiate no extension, so a message's
+# frame is the same bytes for every recipient: encode it once for all of them
+_FRAMER = wsproto.frame_protocol.FrameProtocol(client=False, extensions=[])
+
+
+def text_frame(text: bytes) -> bytes:
+    """One unfragmented, unmasked text frame holding `text` (UTF-8)."""
+    return bytes(_FRAMER.send_data(text.decode("utf-8"), fin=True))
+
+
+class PushiConnection(netius.Connection):
+    """One WebSocket client: wsproto state, its dialect and its State session."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        netius.Connection.__init__(self, *args, **kwargs)
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        self.dialect: dialects.Dialect = dialects.PUSHI
+        self.session: Session | None = None
+        self.upgraded = False
+        self.parts: list[str] = []
+        self.size = 0
+        self.early: list[str] = []  # messages that came before the app was known
+
+    # -- the Transport State talks to ---------------------------------------------
+
+    def deliver(self, outgoing: Outgoing) -> None:
+        """Writes a shared event frame (framed once, by its first recipient)."""
+        if outgoing.frame is None:
+            outgoing.frame = text_frame(outgoing.text)
+        self._write(outgoing.frame)
+
+    def subscribed(self, channel: str, info: dict) -> None:
+        """Reports a successful subscription."""
+        self.send_message(self.dialect.subscribed(channel, info))
+
+    def unsubscribed(self, channel: str) -> None:
+        """Reports a finished unsubscription."""
+        self.send_message(self.dialect.unsubscribed(channel))
+
+    def member_added(self, channel: str, user_id: str, channel_data: dict) -> None:
+        """Reports a new presence member."""
+        self.send_message(self.dialect.member_added(channel, user_id, channel_data))
+
+    def member_removed(self, channel: str, user_id: str, channel_data: dict) -> None:
+        """Reports a presence member gone."""
+        self.send_message(self.dialect.member_removed(channel, user_id, channel_data))
+
+    def latest(self, channel: str, events: list) -> None:
+        """Answers `pusher:latest`."""
+        self.send_message(self.dialect.latest(channel, events))
+
+    def error(self, code: int, message: str, channel: str | None = None) -> None:
+        """Reports a refused request."""
+        self.send_message(self.dialect.error(code, message, channel))
+
+    # -- writing --------------------------------------------------------------------
+
+    def send_message(self, message: dict) -> None:
+        """Encodes and writes one message to this connection only."""
+        self._write(text_frame(dialects.dumps(message).encode()))
+
+    def _write(self, data: bytes) -> None:
+        if not self.is_open() or self.ws.state != wsproto.ConnectionState.OPEN:
+            return
+        if self.pending_s > self.owner.settings.max_send_buffer:
+            # a reader this slow would hold the server's memory: drop it instead
+            LOGGER.warning("dropping slow reader %s", self.address)
+            self.close()
+            return
+        self.send(data, delay=False)
+
+    def _raw(self, data: bytes | bytearray) -> None:
+        """Writes protocol bytes now (netius wants bytes, wsproto makes bytearrays)."""
+        self.send(bytes(data), delay=False)
+
+    def close_ws(self, code: int, reason: str = "") -> None:
+        """Sends a close frame (when the protocol still allows one) and hangs up."""
+        if self.ws.state in (
+            wsproto.ConnectionState.OPEN,
+            wsproto.ConnectionState.REMOTE_CLOSING,
+        ):
+            try:
+                event = ws_events.CloseConnection(code=code, reason=reason)
+                self._raw(self.ws.send(event))
+            except wsproto.utilities.LocalProtocolError:
+                pass
+        self.close(flush=True)
+
+    # -- reading --------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Hands received bytes to wsproto and acts on what they complete."""
+        try:
+            self.ws.receive_data(data)
+        except wsproto.utilities.RemoteProtocolError as error:
+            self._reject(error)
+            return
+        for event in self.ws.events():
+            if not self.is_open():
+                return
+            self._on_event(event)
+
+    def _reject(self, error) -> None:
+        hint = error.event_hint
+        LOGGER.info("bad handshake from %s: %s", self.address, error)
+        if isinstance(hint, ws_events.RejectConnection):
+            try:
+                self._raw(self.ws.send(hint))
+            except wsproto.utilities.LocalProtocolError:
+                pass
+        self.close(flush=True)
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, ws_events.Request):
+            self._on_request(event)
+        elif isinstance(event, ws_events.TextMessage):
+            self._on_text(event)
+        elif isinstance(event, ws_events.BytesMessage):
+            self.close_ws(CLOSE_UNSUPPORTED, "binary messages are not supported")
+        elif isinstance(event, ws_events.Ping):
+            self._raw(self.ws.send(event.response()))
+        elif isinstance(event, ws_events.CloseConnection):
+            if self.ws.state == wsproto.ConnectionState.REMOTE_CLOSING:
+                self._raw(self.ws.send(event.response()))
+                self.close(flush=True)
+            else:
+                # wsproto reports a protocol violation as a close in its name
+                self.close_ws(event.code, event.reason or "")
+
+    def _on_request(self, request) -> None:
+        self.dialect, key = dialects.resolve(request.target)
+        self._raw(self.ws.send(ws_events.AcceptConnection()))
+        self.upgraded = True
+        self.owner.state.connect(key, self, self._on_session)
+
+    def _on_session(self, session: Session | None) -> None:
+        if not self.is_open():
+            if session is not None:
+                self.owner.state.disconnect(session)
+            return
+        if session is None:
+            self.error(CLOSE_UNKNOWN_APP, "unknown app key")
+            self.close_ws(CLOSE_UNKNOWN_APP, "unknown app key")
+            return
+        self.session = session
+        self.send_message(self.dialect.connected(session.socket_id))
+        early, self.early = self.early, []
+        for text in early:
+            self._on_message(text)
+
+    def _on_text(self, event) -> None:
+        self.size += len(event.data)
+        if self.size > self.owner.settings.max_message:
+            self.close_ws(CLOSE_TOO_BIG, "message too big")
+            return
+        self.parts.append(event.data)
+        if not event.message_finished:
+            return
+        text = "".join(self.parts)
+        self.parts, self.size = [], 0
+        if self.session is None:
+            self.early.append(text)
+        else:
+            self._on_message(text)
+
+    def _on_message(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self.error(4000, "message is not valid JSON")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+            self.error(4000, "message needs an event name")
+            return
+        try:
+            self._dispatch(message)
+        except Exception:
+            # a bug must cost one message, never the loop or the connection
+            LOGGER.exception("failed handling %r", message.get("event"))
+            self.error(4000, "internal error handling message")
+
+    def _dispatch(self, message: dict) -> None:
+        state, session = self.owner.state, self.session
+        event = message["event"]
+        data = message.get("data")
+        if event in ("pusher:subscribe", "pusher:unsubscribe", "pusher:latest"):
+            if isinstance(data, str):
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    data = None
+            if not isinstance(data, dict):
+                self.error(4000, "%s needs a data object" % event)
+                return
+        if event == "pusher:subscribe":
+            state.subscribe(
+                session, data.get("channel"), data.get("auth"), data.get("channel_data")
+            )
+        elif event == "pusher:unsubscribe":
+            state.unsubscribe(session, data.get("channel"))
+        elif event == "pusher:latest":
+            state.latest(session, data.get("channel"), data.get("skip"), data.get("count"))
+        elif event == "pusher:ping":
+            self.send_message(self.dialect.pong())
+        elif event == "pusher:pong":
+            pass
+        else:
+            state.client_event(
+                session,
+                message.get("channel"),
+                event,
+                data,
+                echo=message.get("echo", False) is True,
+                persist=message.get("persist", True) is not False,
+            )
+
+
+class PushiServer(netius.StreamServer):
+    """The WebSocket side of Pushi: owns the event loop that owns State."""
+
+    def __init__(self, state: State, settings: Settings, *args, **kwargs) -> None:
+        kwargs.setdefault("name", "pushi-ws")
+        netius.StreamServer.__init__(self, *args, **kwargs)
+        self.state = state
+        self.settings = settings
+        self.ready = threading.Event()
+
+    def build_connection(self, socket, address, ssl=False):
+        """Every accepted socket becomes a PushiConnection."""
+        return PushiConnection(owner=self, socket=socket, address=address, ssl=ssl)
+
+    def on_serve(self) -> None:
+        """Binds State to this loop once it runs."""
+        netius.StreamServer.on_serve(self)
+        self.state.attach_loop(self._call_soon, threading.get_ident())
+        self.state.store.attach_loop(self._call_soon)
+        self.ready.set()
+
+    def _call_soon(self, callable) -> None:
+        self.delay_s(callable)
+
+    def on_connection_c(self, connection) -> None:
+        """Bounds the time a socket may take to finish its handshake."""
+        netius.StreamServer.on_connection_c(self, connection)
+
+        def expire() -> None:
+            if connection.is_open() and not connection.upgraded:
+                connection.close()
+
+        self.delay(expire, timeout=self.settings.handshake_timeout)
+
+    def on_data(self, connection, data) -> None:
+        """Feeds the connection's protocol with what arrived."""
+        netius.StreamServer.on_data(self, connection, data)
+        connection.feed(data)
+
+    def on_connection_d(self, connection) -> None:
+        """Forgets a closed socket's memberships."""
+        netius.StreamServer.on_connection_d(self, connection)
+        if connection.session is not None:
+            self.state.disconnect(connection.session)
+            connection.session = None
+
+    def shutdown(self) -> None:
+        """Closes every socket with 1001 and stops the loop (from any thread)."""
+
+        def stop() -> None:
+            for connection in list(self.connections):
+                if isinstance(connection, PushiConnection) and connection.upgraded:
+                    connection.close_ws(CLOSE_GOING_AWAY, "server shutting down")
+            self.delay(self.stop, timeout=0.2)
+
+        self.delay_s(stop)
