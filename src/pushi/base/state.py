@@ -77,7 +77,7 @@ class State:
         self._call_soon(callable)
 
     def call(self, function: typing.Callable, *args, timeout: float = 10.0):
-        """Runs `function(*args)` on the loop and waits for its result (other threads)."""
+        """Runs `function(*args)` on the loop; waits for its result (other threads)."""
         future: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:
@@ -162,7 +162,9 @@ class State:
             self._subscribe(session, channel, auth_value, channel_data)
         except StateError as error:
             session.transport.error(
-                error.code, error.message, channel if auth.valid_channel(channel) else None
+                error.code,
+                error.message,
+                channel if auth.valid_channel(channel) else None,
             )
 
     def _subscribe(self, session, channel, auth_value, channel_data) -> None:
@@ -177,10 +179,8 @@ class State:
         if kind == auth.PERSONAL:
             self._subscribe_personal(session, channel)
             return
-        already = DIRECT in session.channels.get(channel, ())
         self._join(session, channel, DIRECT)
-        if not already or True:
-            session.transport.subscribed(channel, {})
+        session.transport.subscribed(channel, {})
 
     def _check_auth(self, session, channel, auth_value, channel_data) -> None:
         app = session.app
@@ -199,7 +199,9 @@ class State:
             try:
                 data = json.loads(channel_data)
             except ValueError:
-                raise StateError(ERROR_GENERIC, "channel_data is not valid JSON")
+                raise StateError(
+                    ERROR_GENERIC, "channel_data is not valid JSON"
+                ) from None
         else:
             raise StateError(
                 ERROR_UNAUTHORIZED, "presence channels need signed channel_data"
@@ -266,7 +268,9 @@ class State:
             if not session.open or not session.joined(channel):
                 return
             if error is not None:
-                session.transport.error(ERROR_GENERIC, "could not load personal channel", channel)
+                session.transport.error(
+                    ERROR_GENERIC, "could not load personal channel", channel
+                )
                 return
             aliases, events = result
             for alias in aliases:
@@ -349,9 +353,13 @@ class State:
             return
         try:
             skip = max(0, int(skip or 0))
-            count = min(self.settings.latest_max, max(1, int(10 if count is None else count)))
+            count = min(
+                self.settings.latest_max, max(1, int(10 if count is None else count))
+            )
         except (TypeError, ValueError):
-            session.transport.error(ERROR_GENERIC, "skip and count must be integers", channel)
+            session.transport.error(
+                ERROR_GENERIC, "skip and count must be integers", channel
+            )
             return
 
         def loaded(result, error) -> None:
@@ -365,9 +373,13 @@ class State:
         app_id = session.app.ident
         if auth.channel_kind(channel) == auth.PERSONAL:
             user_id = auth.personal_user(channel)
-            self.store.submit(self.store.user_events, (app_id, user_id, skip, count), loaded)
+            self.store.submit(
+                self.store.user_events, (app_id, user_id, skip, count), loaded
+            )
         else:
-            self.store.submit(self.store.channel_events, (app_id, channel, skip, count), loaded)
+            self.store.submit(
+                self.store.channel_events, (app_id, channel, skip, count), loaded
+            )
 
     # -- publishing -------------------------------------------------------------
 
@@ -390,14 +402,21 @@ class State:
             )
             return
         if not session.client_events.allow():
-            session.transport.error(ERROR_RATE, "client event rate limit exceeded", channel)
+            session.transport.error(
+                ERROR_RATE, "client event rate limit exceeded", channel
+            )
             return
         extra = {}
         user_id = self._user_of(session, channel)
         if user_id is not None:
             extra["user_id"] = user_id
         self._publish(
-            session.app, channel, event, data, persist, extra,
+            session.app,
+            channel,
+            event,
+            data,
+            persist,
+            extra,
             None if echo else session.socket_id,
         )
 
@@ -481,7 +500,12 @@ class State:
         app = self.apps.get(app_id)
         target = app.channels.get(channel) if app else None
         if target is None:
-            return {"occupied": False, "subscription_count": 0, "user_count": 0, "users": []}
+            return {
+                "occupied": False,
+                "subscription_count": 0,
+                "user_count": 0,
+                "users": [],
+            }
         return {
             "occupied": bool(target.sessions),
             "subscription_count": len(target.sessions),

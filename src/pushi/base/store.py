@@ -45,7 +45,9 @@ class Store:
 
     def start(self) -> None:
         """Starts the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="pushi-store", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="pushi-store", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -79,7 +81,7 @@ class Store:
     def submit(
         self, function: typing.Callable, args: tuple, callback: typing.Callable
     ) -> None:
-        """Runs `function(*args)` on the worker; `callback(result, error)` on the loop."""
+        """Runs `function(*args)` on the worker; `callback(result, error)` on loop."""
         try:
             self._queue.put_nowait((_CALL, function, args, callback))
         except queue.Full:
@@ -243,7 +245,7 @@ def write_events(items: list[tuple[str, dict]]) -> None:
     ids = PushiEvent.reserve_ids(len(items))
     documents = [
         PushiEvent.document(app_id, ident, message)
-        for ident, (app_id, message) in zip(ids, items)
+        for ident, (app_id, message) in zip(ids, items, strict=True)
     ]
     insert_many(PushiEvent._collection(), documents)
 
@@ -252,9 +254,7 @@ def write_events(items: list[tuple[str, dict]]) -> None:
     for document in documents:
         key = (document["app_id"], document["channel"])
         if key not in followers:
-            found = Subscription._collection().find(
-                {"app_id": key[0], "event": key[1]}
-            )
+            found = Subscription._collection().find({"app_id": key[0], "event": key[1]})
             followers[key] = sorted({s["user_id"] for s in found})
         links.extend(
             dict(app_id=key[0], user_id=user_id, mid=document["mid"], id=document["id"])

@@ -236,7 +236,9 @@ class PushiConnection(netius.Connection):
         elif event == "pusher:unsubscribe":
             state.unsubscribe(session, data.get("channel"))
         elif event == "pusher:latest":
-            state.latest(session, data.get("channel"), data.get("skip"), data.get("count"))
+            state.latest(
+                session, data.get("channel"), data.get("skip"), data.get("count")
+            )
         elif event == "pusher:ping":
             self.send_message(self.dialect.pong())
         elif event == "pusher:pong":

@@ -38,7 +38,9 @@ class PushiController(appier.Controller):
             try:
                 fields = json.loads(data)
             except ValueError:
-                raise appier.AppierException(message="body is not valid JSON", code=400)
+                raise appier.AppierException(
+                    message="body is not valid JSON", code=400
+                ) from None
             if not isinstance(fields, dict):
                 raise appier.AppierException(message="body must be an object", code=400)
         else:
@@ -66,4 +68,6 @@ class PushiController(appier.Controller):
         try:
             return max(low, min(high, int(value)))
         except (TypeError, ValueError):
-            raise appier.AppierException(message="expected an integer", code=400)
+            raise appier.AppierException(
+                message="expected an integer", code=400
+            ) from None

@@ -26,7 +26,9 @@ class EventsController(PushiController):
         if len(channels) > MAX_CHANNELS or not all(map(auth.valid_channel, channels)):
             raise appier.AppierException(message="invalid channel name(s)", code=400)
         event = fields.pop("event", None) or "message"
-        if not isinstance(event, str) or event.startswith(("pusher:", "pusher_internal:")):
+        if not isinstance(event, str) or event.startswith(
+            ("pusher:", "pusher_internal:")
+        ):
             raise appier.AppierException(message="invalid event name", code=400)
         persist = fields.pop("persist", True) not in (False, "false", "0", 0)
         data = fields.pop("data")
@@ -37,7 +39,7 @@ class EventsController(PushiController):
                 state.publish, app_id, channels, event, data, persist, fields, exclude
             )
         except StateError as error:
-            raise appier.AppierException(message=error.message, code=404)
+            raise appier.AppierException(message=error.message, code=404) from None
         result = dict(messages[0]) if len(messages) == 1 else {}
         result["events"] = messages
         return result

@@ -26,5 +26,7 @@ class HealthController(PushiController):
         except Exception:
             self.request.set_code(503)
             return dict(status="unavailable")
-        stats.update(status="ok", store_pending=store.pending, store_dropped=store.dropped)
+        stats.update(
+            status="ok", store_pending=store.pending, store_dropped=store.dropped
+        )
         return stats

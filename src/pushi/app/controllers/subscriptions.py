@@ -72,5 +72,7 @@ class SubscriptionsController(PushiController):
 
     @staticmethod
     def _check(user_id: str, event: str) -> None:
-        if not auth.valid_channel(event) or not auth.valid_channel("personal-" + user_id):
+        if not auth.valid_channel(event) or not auth.valid_channel(
+            "personal-" + user_id
+        ):
             raise appier.AppierException(message="invalid user_id or event", code=400)
