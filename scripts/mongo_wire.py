@@ -58,7 +58,24 @@ LOG_NAME = "nx-27017.log"
 
 # Runs nx-27017's own command line (console script ``nx-27017``) with the
 # current interpreter, so it works whether or not the scripts dir is on PATH.
-NX_LAUNCHER = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
+# Its first argument, removed before nx-27017 parses the rest, is this
+# process's pid: on Linux the child asks to get SIGTERM when its parent dies
+# (so a SIGKILLed wrapper leaves no server behind), then checks that the parent
+# did not die before it asked.
+NX_LAUNCHER = """\
+import os, signal, sys
+parent = int(sys.argv.pop(1))
+if sys.platform.startswith("linux"):
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+if os.getppid() != parent:
+    sys.exit("mongo_wire: parent process gone, not starting nx-27017")
+from nx_27017.nx_27017 import main
+sys.exit(main())
+"""
 
 
 class StartError(RuntimeError):
@@ -86,7 +103,8 @@ def free_port(host: str) -> int:
     """Return a TCP port on ``host`` that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def log_tail(path: str, lines: int = 40) -> str:
@@ -98,20 +116,6 @@ def log_tail(path: str, lines: int = 40) -> str:
         return ""
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it if this wrapper dies (best effort)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - a nicety, never a reason to fail
-        pass
-
-
 def spawn(
     host: str, port: int, data_dir: str, run_dir: str, log_path: str
 ) -> subprocess.Popen[bytes]:
@@ -120,6 +124,7 @@ def spawn(
         sys.executable,
         "-c",
         NX_LAUNCHER,
+        str(os.getpid()),
         "--host",
         host,
         "--port",
@@ -141,7 +146,6 @@ def spawn(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=run_dir,
-            preexec_fn=_die_with_parent,
         )
 
 
