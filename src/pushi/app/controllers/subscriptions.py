@@ -35,7 +35,11 @@ class SubscriptionsController(PushiController):
         found = Subscription.find(skip=skip, limit=count, sort=[("id", 1)], **query)
         return [subscription.public() for subscription in found]
 
-    @appier.route("/subscriptions/<str:user_id>/<str:event>", "DELETE", json=True)
+    @appier.route(
+        "/subscriptions/<regex('[^/]+'):user_id>/<regex('[^/]+'):event>",
+        "DELETE",
+        json=True,
+    )
     def delete(self, user_id, event):
         """Unsubscribes a user from a channel."""
         return self._unsubscribe(self.session_app(), user_id, event)
