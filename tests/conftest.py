@@ -45,6 +45,8 @@ def mongo_url(database: str) -> str | None:
 class Server:
     """One `python -m pushi.base` process, started and stopped by a test."""
 
+    module = "pushi.base"
+
     def __init__(self, data_dir: str, env: dict | None = None) -> None:
         self.data_dir = data_dir
         self.database = "pushi_test_" + secrets.token_hex(4)
@@ -86,7 +88,7 @@ class Server:
         """Starts the process and waits until it answers `/health/ready`."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pushi.base"],
+            [sys.executable, "-m", self.module],
             env=self.environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,7 +100,9 @@ class Server:
             if self.process.poll() is not None:
                 raise AssertionError("server exited at start:\n" + self.log())
             try:
-                response = requests.get(self.api + "health/ready", timeout=1, verify=False)
+                response = requests.get(
+                    self.api + "health/ready", timeout=1, verify=False
+                )
                 if response.status_code == 200:
                     return self
             except requests.RequestException:
@@ -139,6 +143,7 @@ class AppClient:
         self.server = server
         self.http = requests.Session()
         self.http.verify = False
+        self.http.trust_env = False  # CA bundle variables would override verify
         created = self.http.post(server.api + "apps", json={"name": name})
         assert created.status_code == 200, created.text
         self.info = created.json()
@@ -177,7 +182,9 @@ class AppClient:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def auth(self, socket_id: str, channel: str, channel_data: str | None = None) -> str:
+    def auth(
+        self, socket_id: str, channel: str, channel_data: str | None = None
+    ) -> str:
         """The signature a back end's auth endpoint would hand the client."""
         from pushi.base.auth import channel_auth
 
@@ -211,7 +218,9 @@ class Client:
         self.seen.append(message)
         return message
 
-    def expect(self, event: str, channel: str | None = None, timeout=WAIT_SECONDS, **match):
+    def expect(
+        self, event: str, channel: str | None = None, timeout=WAIT_SECONDS, **match
+    ):
         """Reads until a message with that event (and channel, fields) comes."""
         deadline = time.monotonic() + timeout
         skipped = []
@@ -221,7 +230,8 @@ class Client:
                 message = self.next(timeout=max(left, 0.001))
             except TimeoutError:
                 raise AssertionError(
-                    "expected %r on %r %r, got only %r" % (event, channel, match, skipped)
+                    "expected %r on %r %r, got only %r"
+                    % (event, channel, match, skipped)
                 )
             if (
                 message.get("event") == event
@@ -244,7 +254,9 @@ class Client:
         self.send("pusher:ping", {})
         self.expect("pusher:pong")
 
-    def subscribe(self, channel: str, auth: str | None = None, channel_data=None) -> dict:
+    def subscribe(
+        self, channel: str, auth: str | None = None, channel_data=None
+    ) -> dict:
         """Subscribes and returns the decoded success data (or fails)."""
         data = {"channel": channel}
         if auth is not None:

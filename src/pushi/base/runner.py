@@ -6,6 +6,8 @@ import logging
 import signal
 import threading
 
+import appier
+
 from .config import Settings
 from .state import State
 from .store import Store
@@ -135,11 +137,9 @@ class Process:
             thread.join(10)
         self.store.stop()
         self.app.stop()
-        close = getattr(self.app.adapter, "close", None)
-        try:
-            close and close()
-        except NotImplementedError:
-            pass  # Appier's Mongo adapter keeps a global client
+        if not isinstance(self.app.adapter, appier.MongoAdapter):
+            # Appier's Mongo adapter keeps one global client and cannot close
+            self.app.adapter.close()
         LOGGER.info("stopped")
 
 
