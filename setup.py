@@ -25,6 +25,8 @@ setuptools.setup(
         # the given stack: web framework, admin back-office, event loop, MongoDB
         "appier>=1.46,<2",
         "appier_extras>=0.26,<1",
+        # templates of the /admin back-office pages (appier_extras renders Jinja)
+        "jinja2>=3,<4",
         "netius>=1.64,<2",
         "pymongo>=4.10,<5",
         # RFC 6455 framing as a sans-I/O library instead of a hand-written parser

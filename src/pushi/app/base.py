@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import secrets
 import typing
@@ -16,6 +17,8 @@ if typing.TYPE_CHECKING:
     from ..base.store import Store
 
 LOGGER = logging.getLogger("pushi")
+
+BAD_ENCODING = "request body is not valid UTF-8"
 
 
 class PushiApp(appier.APIApp):
@@ -36,6 +39,7 @@ class PushiApp(appier.APIApp):
             session_c=appier.MemorySession,
             adapter_c=self._adapter_class(settings),
         )
+        appier.error_handler(403)(self.to_signin)
 
     @staticmethod
     def _adapter_class(settings: Settings):
@@ -51,6 +55,29 @@ class PushiApp(appier.APIApp):
         if name in ("controllers", "models"):
             return importlib.import_module("pushi.app." + name)
         return appier.APIApp._import(self, name)
+
+    def application_wsgi(self, environ, start_response):
+        """Answers 400 to a body Appier cannot decode, before its own handling."""
+        try:
+            return appier.APIApp.application_wsgi(self, environ, start_response)
+        except UnicodeDecodeError:
+            body = json.dumps(
+                {"error": BAD_ENCODING, "message": BAD_ENCODING, "code": 400}
+            ).encode()
+            start_response(
+                "400 Bad Request",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            return [body]
+
+    def to_signin(self, error):
+        """Sends a browser that is not signed in to the back-office sign-in page."""
+        if self.request.json or not self.request.path.startswith("/admin"):
+            return None
+        return self.redirect(self.url_for("admin.signin", next=self.request.location_f))
 
     def log_error(self, exception, message=None):
         """A refused request is one log line; only server faults get a trace."""
@@ -71,6 +98,11 @@ class PushiApp(appier.APIApp):
         if code >= 500:
             message = "internal server error"
         self.request.set_code(code)
+        handled = self.call_error(
+            exception, code=code, scope=self.request.context.__class__, json=True
+        )
+        if handled:
+            return handled
         result = dict(error=message, message=message, code=code)
         errors = getattr(exception, "errors", None)
         if errors and code < 500:

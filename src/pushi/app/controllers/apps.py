@@ -42,6 +42,8 @@ class AppsController(PushiController):
         app = self._app(self.own_app(ident))
         fields = self.body()
         if "name" in fields:
+            if not isinstance(fields["name"], str):
+                raise appier.AppierException(message="name must be a string", code=400)
             app.name = fields["name"]
         app.save()
         self.owner.state.call(self.owner.state.app_changed, app.credentials())
