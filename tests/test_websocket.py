@@ -725,3 +725,31 @@ def test_unknown_key_close_code_seen_by_websockets_client(app):
     assert (
         closed.value.rcvd is not None and closed.value.rcvd.code == 4001
     ), "expected a close frame with 4001, got %r" % (closed.value,)
+
+
+# -- slow readers ------------------------------------------------------------------
+
+
+def test_slow_reader_is_dropped_and_others_keep_receiving(start_server):
+    """A socket that never reads is cut off at the send buffer limit, alone."""
+    server = start_server(env={"PUSHI_MAX_SEND_BUFFER": "65536"})
+    app = AppClient(server)
+    slow = RawSocket(port_of(server))
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow_id = slow.open(app.key)
+    slow.send_message({"event": "pusher:subscribe", "data": {"channel": "flood"}})
+    assert slow.message()["event"] == "pusher_internal:subscription_succeeded"
+    healthy = app.socket()
+    healthy.subscribe("flood")
+    payload = "x" * 32 * 1024
+    dropped, publishes = False, 0
+    while not dropped and publishes < 300:  # 300 x 32 KiB: past any kernel buffer
+        publishes += 1
+        app.publish("flood", payload, persist=False)
+        assert healthy.expect("message", "flood")["data"] == payload
+        sockets = app.request("GET", "sockets").json()
+        dropped = slow_id not in {entry["socket_id"] for entry in sockets}
+    assert dropped, "the slow reader was still connected after %d publishes" % publishes
+    app.publish("flood", "after", persist=False)
+    assert healthy.expect("message", "flood")["data"] == "after"
+    slow.close()
