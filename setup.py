@@ -35,7 +35,13 @@ setuptools.setup(
         "neosqlite>=1.17,<2",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "websockets>=13,<18", "requests>=2.31,<3"],
+        "test": [
+            "pytest>=8,<10",
+            "websockets>=13,<18",
+            "requests>=2.31,<3",
+            # drives Debian's /usr/bin/chromium; never downloads a browser
+            "playwright>=1.45,<2",
+        ],
     },
     entry_points={"console_scripts": ["pushi = pushi.base.state:main"]},
 )

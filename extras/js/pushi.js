@@ -1,0 +1,1 @@
+../../src/pushi/app/static/js/pushi.js
