@@ -481,7 +481,7 @@ def test_latest_refused_on_channel_not_joined(app):
     app.publish("news", "stored")
     client.subscribe("elsewhere")
     got = send_and_collect(client, "pusher:latest", {"channel": "news"})
-    assert_one_error(got)
+    assert_one_error(got, code=4009, channel="news")
     assert not any(m.get("event") == "pusher_internal:latest" for m in got), got
     # nor on a private channel it could not join
     got = send_and_collect(client, "pusher:latest", {"channel": "private-x"})

@@ -46,6 +46,11 @@ class StateError(Exception):
         self.message = message
 
 
+def _named(channel: typing.Any) -> str | None:
+    """A channel name fit to echo back in an error, or None."""
+    return channel if auth.valid_channel(channel) else None
+
+
 def encode_data(data: typing.Any) -> str:
     """Event payloads travel as strings: a string as is, anything else as JSON."""
     return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
@@ -161,11 +166,7 @@ class State:
         try:
             self._subscribe(session, channel, auth_value, channel_data)
         except StateError as error:
-            session.transport.error(
-                error.code,
-                error.message,
-                channel if auth.valid_channel(channel) else None,
-            )
+            session.transport.error(error.code, error.message, _named(channel))
 
     def _subscribe(self, session, channel, auth_value, channel_data) -> None:
         if not auth.valid_channel(channel):
@@ -289,7 +290,9 @@ class State:
         if not auth.valid_channel(channel) or DIRECT not in session.channels.get(
             channel, ()
         ):
-            session.transport.error(ERROR_GENERIC, "not subscribed to channel", None)
+            session.transport.error(
+                ERROR_GENERIC, "not subscribed to channel", _named(channel)
+            )
             return
         self._leave(session, channel, DIRECT)
         session.transport.unsubscribed(channel)
@@ -348,7 +351,7 @@ class State:
         """Handles `pusher:latest`: stored events of a channel the socket may read."""
         if not auth.valid_channel(channel) or not session.joined(channel):
             session.transport.error(
-                ERROR_UNAUTHORIZED, "latest needs a subscribed channel", None
+                ERROR_UNAUTHORIZED, "latest needs a subscribed channel", _named(channel)
             )
             return
         try:
@@ -398,7 +401,9 @@ class State:
             return
         if not auth.valid_channel(channel) or not session.joined(channel):
             session.transport.error(
-                ERROR_UNAUTHORIZED, "client events need a subscribed channel", None
+                ERROR_UNAUTHORIZED,
+                "client events need a subscribed channel",
+                _named(channel),
             )
             return
         if not session.client_events.allow():
