@@ -232,7 +232,7 @@ class Client:
                 raise AssertionError(
                     "expected %r on %r %r, got only %r"
                     % (event, channel, match, skipped)
-                )
+                ) from None
             if (
                 message.get("event") == event
                 and (channel is None or message.get("channel") == channel)
@@ -284,6 +284,26 @@ class Client:
     def close(self) -> None:
         """Closes the connection."""
         self.ws.close()
+
+
+def until_pong(client: Client) -> list[dict]:
+    """Sends a ping and returns every message that came before its pong."""
+    client.send("pusher:ping", {})
+    got: list[dict] = []
+    while True:
+        try:
+            message = client.next()
+        except TimeoutError:
+            raise AssertionError("expected pusher:pong, got only %r" % (got,)) from None
+        if message.get("event") == "pusher:pong":
+            return got
+        got.append(message)
+
+
+def assert_nothing(client: Client, what: str) -> None:
+    """Asserts (by a round trip) that no message reached the socket."""
+    got = until_pong(client)
+    assert got == [], "expected no message for %s, got %r" % (what, got)
 
 
 @pytest.fixture(scope="session")

@@ -11,28 +11,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import AppClient, Client
+from conftest import AppClient, Client, assert_nothing, until_pong
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def until_pong(client: Client) -> list[dict]:
-    """Sends a ping and returns every message that came before its pong."""
-    client.send("pusher:ping", {})
-    got: list[dict] = []
-    while True:
-        try:
-            message = client.next()
-        except TimeoutError:
-            raise AssertionError("expected pusher:pong, got only %r" % (got,)) from None
-        if message.get("event") == "pusher:pong":
-            return got
-        got.append(message)
-
-
-def assert_nothing(client: Client, what: str) -> None:
-    got = until_pong(client)
-    assert got == [], "expected no message for %s, got %r" % (what, got)
 
 
 def personal(app: AppClient, user_id: str) -> tuple[Client, dict]:

@@ -56,8 +56,15 @@ class Process:
             )
         self.state.load_apps(app.credentials() for app in App.find(rules=False))
         self.store.start()
-        self._thread(self._serve_ws, "pushi-ws")
-        self._wait(self.server.ready, "WebSocket")
+        self._serve(
+            self.server,
+            "ws",
+            settings.server_host,
+            settings.server_port,
+            settings.server_ssl,
+            settings.server_ssl_key,
+            settings.server_ssl_cer,
+        )
         self._serve_api()
         LOGGER.info(
             "listening: WebSocket %s:%d, API %s:%d",
@@ -72,18 +79,19 @@ class Process:
         thread.start()
         self._threads.append(thread)
 
-    def _serve_ws(self) -> None:
-        settings = self.settings
-        try:
-            self.server.serve(
-                host=settings.server_host,
-                port=settings.server_port,
-                ssl=settings.server_ssl,
-                key_file=settings.server_ssl_key,
-                cer_file=settings.server_ssl_cer,
-            )
-        finally:
-            self.stopped.set()
+    def _serve(self, server, name: str, host, port, ssl, key, cer) -> None:
+        """Runs a netius server on a thread of its own; returns once it listens."""
+        ready = threading.Event()
+        server.bind("start", lambda *args, **kwargs: ready.set())
+
+        def serve() -> None:
+            try:
+                server.serve(host=host, port=port, ssl=ssl, key_file=key, cer_file=cer)
+            finally:
+                self.stopped.set()
+
+        self._thread(serve, "pushi-" + name)
+        self._wait(ready, name)
 
     def _serve_api(self) -> None:
         settings = self.settings
@@ -100,23 +108,15 @@ class Process:
         import netius.servers
 
         self.api = netius.servers.WSGIServer(self.app.application, name="pushi-api")
-        ready = threading.Event()
-        self.api.bind("start", lambda *args, **kwargs: ready.set())
-
-        def serve() -> None:
-            try:
-                self.api.serve(
-                    host=settings.app_host,
-                    port=settings.app_port,
-                    ssl=settings.app_ssl,
-                    key_file=settings.app_ssl_key,
-                    cer_file=settings.app_ssl_cer,
-                )
-            finally:
-                self.stopped.set()
-
-        self._thread(serve, "pushi-api")
-        self._wait(ready, "API")
+        self._serve(
+            self.api,
+            "api",
+            settings.app_host,
+            settings.app_port,
+            settings.app_ssl,
+            settings.app_ssl_key,
+            settings.app_ssl_cer,
+        )
 
     def _wait(self, ready: threading.Event, name: str) -> None:
         """Waits for a server to listen; fails fast when its thread died."""

@@ -477,21 +477,19 @@ class State:
 
     def subscription_added(self, app_id: str, user_id: str, channel: str) -> None:
         """Joins a user's live personal sockets to a newly subscribed channel."""
-        app = self.apps.get(app_id)
-        personal = app and app.channels.get("personal-" + user_id)
-        if not personal:
-            return
-        for session in list(personal.sessions.values()):
+        personal = self._personal(app_id, user_id)
+        for session in list(personal.sessions.values()) if personal else ():
             self._join(session, channel, personal.name)
 
     def subscription_removed(self, app_id: str, user_id: str, channel: str) -> None:
         """Drops a removed subscription from the user's live personal sockets."""
-        app = self.apps.get(app_id)
-        personal = app and app.channels.get("personal-" + user_id)
-        if not personal:
-            return
-        for session in list(personal.sessions.values()):
+        personal = self._personal(app_id, user_id)
+        for session in list(personal.sessions.values()) if personal else ():
             self._leave(session, channel, personal.name)
+
+    def _personal(self, app_id: str, user_id: str) -> Channel | None:
+        app = self.apps.get(app_id)
+        return app.channels.get("personal-" + user_id) if app else None
 
     # -- introspection ------------------------------------------------------------
 

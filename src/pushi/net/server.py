@@ -262,7 +262,6 @@ class PushiServer(netius.StreamServer):
         netius.StreamServer.__init__(self, *args, **kwargs)
         self.state = state
         self.settings = settings
-        self.ready = threading.Event()
 
     def build_connection(self, socket, address, ssl=False):
         """Every accepted socket becomes a PushiConnection."""
@@ -273,7 +272,6 @@ class PushiServer(netius.StreamServer):
         netius.StreamServer.on_serve(self)
         self.state.attach_loop(self._call_soon, threading.get_ident())
         self.state.store.attach_loop(self._call_soon)
-        self.ready.set()
 
     def _call_soon(self, callable) -> None:
         self.delay_s(callable)
