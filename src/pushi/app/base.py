@@ -18,8 +18,6 @@ if typing.TYPE_CHECKING:
 
 LOGGER = logging.getLogger("pushi")
 
-BAD_ENCODING = "request body is not valid UTF-8"
-
 
 class PushiApp(appier.APIApp):
     """REST API (HTTP → controller → State) and the admin back-office at /admin."""
@@ -57,21 +55,35 @@ class PushiApp(appier.APIApp):
         return appier.APIApp._import(self, name)
 
     def application_wsgi(self, environ, start_response):
-        """Answers 400 to a body Appier cannot decode, before its own handling."""
+        """Refuses what Appier would choke on before its own handling starts.
+
+        Appier reads and decodes the whole body before any controller runs, so
+        the size limit is applied here, and a request it cannot parse (bad
+        encoding, bad multipart, bad credentials header) gets a 400, not silence.
+        """
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > self.settings.max_message:
+            return self._refuse(start_response, 413, "request body too large")
         try:
             return appier.APIApp.application_wsgi(self, environ, start_response)
-        except UnicodeDecodeError:
-            body = json.dumps(
-                {"error": BAD_ENCODING, "message": BAD_ENCODING, "code": 400}
-            ).encode()
-            start_response(
-                "400 Bad Request",
-                [
-                    ("Content-Type", "application/json"),
-                    ("Content-Length", str(len(body))),
-                ],
-            )
-            return [body]
+        except Exception as exception:
+            self.logger.info("unparseable request: %s", exception)
+            return self._refuse(start_response, 400, "malformed request")
+
+    @staticmethod
+    def _refuse(start_response, code: int, message: str) -> list[bytes]:
+        body = json.dumps({"error": message, "message": message, "code": code})
+        start_response(
+            "%d %s" % (code, "Bad Request" if code == 400 else "Payload Too Large"),
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body.encode()]
 
     def to_signin(self, error):
         """Sends a browser that is not signed in to the back-office sign-in page."""

@@ -7,8 +7,10 @@ import hmac
 import re
 import secrets
 
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_\-=@,.;:&]{1,200}$")
-APP_KEY = re.compile(r"^[0-9a-f]{64}$")
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_\-=@,.;:&]{1,200}")
+APP_KEY = re.compile(r"[0-9a-f]{64}")
+PEER_USER = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,90}")
+""" User ids that can name a peer channel: no `:` or `&`, which delimit it """
 
 PUBLIC = "public"
 PRIVATE = "private"
@@ -34,7 +36,7 @@ def channel_kind(channel: str) -> str:
 
 def valid_channel(channel: object) -> bool:
     """Whether a value is an acceptable channel name."""
-    return isinstance(channel, str) and CHANNEL_NAME.match(channel) is not None
+    return isinstance(channel, str) and CHANNEL_NAME.fullmatch(channel) is not None
 
 
 def needs_auth(channel: str) -> bool:
@@ -47,19 +49,12 @@ def personal_user(channel: str) -> str:
     return channel[len("personal-") :]
 
 
-def peer_channel(base: str, user_a: str, user_b: str) -> str:
-    """The chat channel of two members of presence channel `presence-<base>`."""
+def peer_channel(base: str, user_a: str, user_b: str) -> str | None:
+    """The chat channel of two members of `presence-<base>` (None: ids unfit)."""
     first, second = sorted((user_a, user_b))
-    return f"peer-{base}:{first}&{second}"
-
-
-def peer_users(channel: str) -> tuple[str, str] | None:
-    """The two user ids of a peer channel, or None when the name is not one."""
-    _, _, users = channel.partition(":")
-    first, sep, second = users.partition("&")
-    if not channel.startswith("peer-") or not sep or not first or not second:
-        return None
-    return first, second
+    name = f"peer-{base}:{first}&{second}"
+    fit = PEER_USER.fullmatch(first) and PEER_USER.fullmatch(second)
+    return name if fit and valid_channel(name) else None
 
 
 def sign(secret: str, message: str) -> str:

@@ -11,7 +11,7 @@ if typing.TYPE_CHECKING:
 class Channel:
     """One channel of one app: who is joined and, for presence, who is present."""
 
-    __slots__ = ("name", "sessions", "members")
+    __slots__ = ("members", "name", "sessions", "version")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -19,6 +19,9 @@ class Channel:
         self.sessions: dict[str, Session] = {}
         # presence only: user_id -> Member
         self.members: dict[str, Member] = {}
+        # personal only: bumped by every subscription change of the user, so an
+        # alias load that started before a change knows it is stale
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self.sessions)

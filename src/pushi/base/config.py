@@ -46,6 +46,9 @@ class Settings:
     latest_max: int = 100
     personal_events: int = 10
     client_event_rate: int = 100
+    request_rate: int = 50
+    max_channels: int = 200
+    max_pending_reads: int = 2
     store_queue: int = 100_000
 
     @classmethod
@@ -73,6 +76,8 @@ class Settings:
             max_send_buffer=conf("PUSHI_MAX_SEND_BUFFER", 4 * 1024 * 1024, cast=int),
             handshake_timeout=conf("PUSHI_HANDSHAKE_TIMEOUT", 10.0, cast=float),
             client_event_rate=conf("PUSHI_CLIENT_EVENT_RATE", 100, cast=int),
+            request_rate=conf("PUSHI_REQUEST_RATE", 50, cast=int),
+            max_channels=conf("PUSHI_MAX_CHANNELS", 200, cast=int),
         )
         values.update(overrides)
         if values["registration"] not in ("open", "admin"):

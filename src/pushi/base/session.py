@@ -80,10 +80,17 @@ class Session:
         "peers",
         "client_events",
         "open",
+        "reads",
+        "requests",
     )
 
     def __init__(
-        self, socket_id: str, app: AppState, transport: Transport, rate: int
+        self,
+        socket_id: str,
+        app: AppState,
+        transport: Transport,
+        rate: int,
+        request_rate: int,
     ) -> None:
         self.socket_id = socket_id
         self.app = app
@@ -96,6 +103,9 @@ class Session:
         # presence channel -> peer channels joined through it
         self.peers: dict[str, set[str]] = {}
         self.client_events = RateLimit(rate)
+        # subscribe, unsubscribe and latest: each may cost a database read
+        self.requests = RateLimit(request_rate)
+        self.reads = 0  # store reads in flight for this socket
         self.open = True
 
     def joined(self, channel: str) -> bool:

@@ -30,10 +30,13 @@ RESERVED = frozenset(("mid", "timestamp", "socket_id", "channel", "event", "data
 
 SYSTEM_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
+MAX_SKIP = 10**9
+
 # error codes of the protocol (Pusher's ranges, see protocol.md §2)
 ERROR_GENERIC = 4000
 ERROR_UNKNOWN_APP = 4001
 ERROR_UNAUTHORIZED = 4009
+ERROR_OVER_LIMIT = 4004
 ERROR_RATE = 4301
 
 
@@ -49,6 +52,16 @@ class StateError(Exception):
 def _named(channel: typing.Any) -> str | None:
     """A channel name fit to echo back in an error, or None."""
     return channel if auth.valid_channel(channel) else None
+
+
+def _page(skip: typing.Any, count: typing.Any, most: int) -> tuple[int, int]:
+    """`skip` and `count` of a `pusher:latest`, as bounded integers."""
+    try:
+        skip = min(MAX_SKIP, max(0, int(skip or 0)))
+        count = min(most, max(1, int(10 if count is None else count)))
+    except (TypeError, ValueError, OverflowError):
+        raise StateError(ERROR_GENERIC, "skip and count must be integers") from None
+    return skip, count
 
 
 def encode_data(data: typing.Any) -> str:
@@ -123,7 +136,7 @@ class State:
         store (off the loop) before refusing the key.
         """
         app = self.keys.get(app_key)
-        if app is not None or not auth.APP_KEY.match(app_key or ""):
+        if app is not None or not auth.APP_KEY.fullmatch(app_key or ""):
             done(self._open(app, transport))
             return
 
@@ -140,7 +153,13 @@ class State:
         socket_id = auth.new_socket_id()
         while socket_id in app.sessions:
             socket_id = auth.new_socket_id()
-        session = Session(socket_id, app, transport, self.settings.client_event_rate)
+        session = Session(
+            socket_id,
+            app,
+            transport,
+            self.settings.client_event_rate,
+            self.settings.request_rate,
+        )
         app.sessions[socket_id] = session
         return session
 
@@ -164,13 +183,37 @@ class State:
     ) -> None:
         """Handles `pusher:subscribe`: checks auth, joins, replies on the transport."""
         try:
+            self._admit(session)
             self._subscribe(session, channel, auth_value, channel_data)
         except StateError as error:
             session.transport.error(error.code, error.message, _named(channel))
 
+    def _admit(self, session: Session, read: bool = False) -> None:
+        """Applies a socket's request limits: rate, and store reads in flight."""
+        if not session.requests.allow():
+            raise StateError(ERROR_RATE, "request rate limit exceeded")
+        if read and session.reads >= self.settings.max_pending_reads:
+            raise StateError(ERROR_RATE, "too many requests waiting for the store")
+
+    def _read(self, session: Session, function, args: tuple, callback) -> None:
+        """Runs a store read for a socket, counting it while in flight."""
+        session.reads += 1
+
+        def done(result, error) -> None:
+            session.reads -= 1
+            if session.open:
+                callback(result, error)
+
+        self.store.submit(function, args, done)
+
     def _subscribe(self, session, channel, auth_value, channel_data) -> None:
         if not auth.valid_channel(channel):
             raise StateError(ERROR_GENERIC, "invalid channel name")
+        if (
+            channel not in session.channels
+            and len(session.channels) >= self.settings.max_channels
+        ):
+            raise StateError(ERROR_OVER_LIMIT, "too many channels on this connection")
         kind = auth.channel_kind(channel)
         if kind == auth.PRESENCE:
             self._subscribe_presence(session, channel, auth_value, channel_data)
@@ -249,6 +292,8 @@ class State:
             if other.user_id == user_id or not (member.peer or other.peer):
                 continue
             peer = auth.peer_channel(base, user_id, other.user_id)
+            if peer is None:
+                continue
             for socket_id in list(member.sockets) + list(other.sockets):
                 target = app.sessions.get(socket_id)
                 if target is None or peer in target.peers.get(presence, ()):
@@ -260,18 +305,27 @@ class State:
                     target.transport.subscribed(peer, {})
 
     def _subscribe_personal(self, session: Session, channel: str) -> None:
-        # joining first lets subscriptions added while the aliases load apply live
+        self._admit(session, read=True)
+        # joining first lets subscriptions changed while the aliases load apply
+        # live; a load that a change overtook is repeated (see Channel.version)
         self._join(session, channel, DIRECT)
-        user_id = auth.personal_user(channel)
-        app_id = session.app.ident
+        self._load_personal(session, channel)
+
+    def _load_personal(self, session: Session, channel: str) -> None:
+        personal = session.app.channels[channel]
+        started = personal.version
 
         def loaded(result, error) -> None:
-            if not session.open or not session.joined(channel):
+            if not session.joined(channel):
                 return
             if error is not None:
+                self._leave(session, channel, DIRECT)
                 session.transport.error(
                     ERROR_GENERIC, "could not load personal channel", channel
                 )
+                return
+            if personal.version != started:
+                self._load_personal(session, channel)
                 return
             aliases, events = result
             for alias in aliases:
@@ -279,14 +333,21 @@ class State:
             names = sorted(c for c, why in session.channels.items() if channel in why)
             session.transport.subscribed(channel, {"alias": names, "events": events})
 
-        self.store.submit(
+        user_id = auth.personal_user(channel)
+        self._read(
+            session,
             self.store.personal,
-            (app_id, user_id, self.settings.personal_events),
+            (session.app.ident, user_id, self.settings.personal_events),
             loaded,
         )
 
     def unsubscribe(self, session: Session, channel: typing.Any) -> None:
         """Handles `pusher:unsubscribe` of a channel the socket joined itself."""
+        try:
+            self._admit(session)
+        except StateError as error:
+            session.transport.error(error.code, error.message, _named(channel))
+            return
         if not auth.valid_channel(channel) or DIRECT not in session.channels.get(
             channel, ()
         ):
@@ -342,6 +403,19 @@ class State:
         del channel.members[user_id]
         for other in channel.sessions.values():
             other.transport.member_removed(channel.name, user_id, member.channel_data)
+        self._close_peers(session.app, channel, user_id)
+
+    def _close_peers(self, app: AppState, presence: Channel, gone: str) -> None:
+        """Takes the remaining members out of their peer channels with a user gone."""
+        base = presence.name[len("presence-") :]
+        for other in presence.members.values():
+            peer = auth.peer_channel(base, gone, other.user_id)
+            for socket_id in other.sockets:
+                target = app.sessions.get(socket_id)
+                peers = target.peers.get(presence.name) if target else None
+                if peers and peer in peers:
+                    peers.discard(peer)
+                    self._leave(target, peer, presence.name)
 
     # -- reading stored events --------------------------------------------------
 
@@ -349,25 +423,18 @@ class State:
         self, session: Session, channel: typing.Any, skip: typing.Any, count: typing.Any
     ) -> None:
         """Handles `pusher:latest`: stored events of a channel the socket may read."""
-        if not auth.valid_channel(channel) or not session.joined(channel):
-            session.transport.error(
-                ERROR_UNAUTHORIZED, "latest needs a subscribed channel", _named(channel)
-            )
-            return
         try:
-            skip = max(0, int(skip or 0))
-            count = min(
-                self.settings.latest_max, max(1, int(10 if count is None else count))
-            )
-        except (TypeError, ValueError):
-            session.transport.error(
-                ERROR_GENERIC, "skip and count must be integers", channel
-            )
+            self._admit(session, read=True)
+            if not auth.valid_channel(channel) or not session.joined(channel):
+                raise StateError(
+                    ERROR_UNAUTHORIZED, "latest needs a subscribed channel"
+                )
+            skip, count = _page(skip, count, self.settings.latest_max)
+        except StateError as error:
+            session.transport.error(error.code, error.message, _named(channel))
             return
 
         def loaded(result, error) -> None:
-            if not session.open:
-                return
             if error is not None:
                 session.transport.error(ERROR_GENERIC, "could not read events", channel)
                 return
@@ -375,14 +442,10 @@ class State:
 
         app_id = session.app.ident
         if auth.channel_kind(channel) == auth.PERSONAL:
-            user_id = auth.personal_user(channel)
-            self.store.submit(
-                self.store.user_events, (app_id, user_id, skip, count), loaded
-            )
+            reader, key = self.store.user_events, auth.personal_user(channel)
         else:
-            self.store.submit(
-                self.store.channel_events, (app_id, channel, skip, count), loaded
-            )
+            reader, key = self.store.channel_events, channel
+        self._read(session, reader, (app_id, key, skip, count), loaded)
 
     # -- publishing -------------------------------------------------------------
 
@@ -478,13 +541,19 @@ class State:
     def subscription_added(self, app_id: str, user_id: str, channel: str) -> None:
         """Joins a user's live personal sockets to a newly subscribed channel."""
         personal = self._personal(app_id, user_id)
-        for session in list(personal.sessions.values()) if personal else ():
+        if personal is None:
+            return
+        personal.version += 1
+        for session in list(personal.sessions.values()):
             self._join(session, channel, personal.name)
 
     def subscription_removed(self, app_id: str, user_id: str, channel: str) -> None:
         """Drops a removed subscription from the user's live personal sockets."""
         personal = self._personal(app_id, user_id)
-        for session in list(personal.sessions.values()) if personal else ():
+        if personal is None:
+            return
+        personal.version += 1
+        for session in list(personal.sessions.values()):
             self._leave(session, channel, personal.name)
 
     def _personal(self, app_id: str, user_id: str) -> Channel | None:

@@ -153,9 +153,15 @@ class Store:
         try:
             write_events([(app_id, message) for _, app_id, message in batch])
             self.written += len(batch)
+            return
         except Exception:
-            self.dropped += len(batch)
-            LOGGER.exception("could not persist %d events", len(batch))
+            if len(batch) == 1:
+                self.dropped += 1
+                LOGGER.exception("could not persist event %s", batch[0][2].get("mid"))
+                return
+        # one bad event must not cost the others of its batch (other apps' too)
+        for item in batch:
+            self._write([item])
 
     def _call(self, item: tuple) -> None:
         function, args = item[1], item[2]

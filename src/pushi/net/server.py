@@ -32,8 +32,12 @@ LOGGER = logging.getLogger("pushi")
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_UNKNOWN_APP = 4001
+
+MAX_EARLY = 10
+""" Messages kept while the app key is looked up; a client sending more is rude """
 
 # server frames are never masked and we negotiate no extension, so a message's
 # frame is the same bytes for every recipient: encode it once for all of them
@@ -155,7 +159,8 @@ class PushiConnection(netius.Connection):
         elif isinstance(event, ws_events.BytesMessage):
             self.close_ws(CLOSE_UNSUPPORTED, "binary messages are not supported")
         elif isinstance(event, ws_events.Ping):
-            self._raw(self.ws.send(event.response()))
+            # through _write: a peer that pings and never reads is a slow reader
+            self._write(bytes(self.ws.send(event.response())))
         elif isinstance(event, ws_events.CloseConnection):
             if self.ws.state == wsproto.ConnectionState.REMOTE_CLOSING:
                 self._raw(self.ws.send(event.response()))
@@ -186,7 +191,7 @@ class PushiConnection(netius.Connection):
             self._on_message(text)
 
     def _on_text(self, event) -> None:
-        self.size += len(event.data)
+        self.size += len(event.data.encode("utf-8"))
         if self.size > self.owner.settings.max_message:
             self.close_ws(CLOSE_TOO_BIG, "message too big")
             return
@@ -196,6 +201,9 @@ class PushiConnection(netius.Connection):
         text = "".join(self.parts)
         self.parts, self.size = [], 0
         if self.session is None:
+            if len(self.early) >= MAX_EARLY:
+                self.close_ws(CLOSE_POLICY, "too many messages before connect")
+                return
             self.early.append(text)
         else:
             self._on_message(text)
@@ -203,7 +211,7 @@ class PushiConnection(netius.Connection):
     def _on_message(self, text: str) -> None:
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.error(4000, "message is not valid JSON")
             return
         if not isinstance(message, dict) or not isinstance(message.get("event"), str):

@@ -7,6 +7,23 @@ import json
 import appier
 
 RESERVED_PARAMS = ("sid", "session_id", "_sid")
+
+INT64 = 2**63
+
+
+def _not_json(name: str):
+    # Python's json reads NaN and Infinity; no other JSON reader (nor BSON) does
+    raise ValueError("%s is not JSON" % name)
+
+
+def _bounded_int(text: str) -> int:
+    # integers past 64 bits cannot be stored (BSON) or read back by browsers
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise ValueError("integer out of range")
+    return value
+
+
 """ Session parameters that ride along in queries and forms, never data """
 
 
@@ -36,8 +53,10 @@ class PushiController(appier.Controller):
         content_type = self.request.get_header("Content-Type") or ""
         if data and "json" in content_type:
             try:
-                fields = json.loads(data)
-            except ValueError:
+                fields = json.loads(
+                    data, parse_constant=_not_json, parse_int=_bounded_int
+                )
+            except (ValueError, RecursionError):
                 raise appier.AppierException(
                     message="body is not valid JSON", code=400
                 ) from None

@@ -36,4 +36,6 @@ class SessionController(PushiController):
         """Ends the session."""
         if self.session:
             self.session.pop("app_id", None)
+            # forget the session itself: a token is never reused
+            self.owner.session_c.expire(self.session.sid)
         return dict(logout=True)
