@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from conftest import AppClient, Client, assert_nothing, until_pong
 
 # -- helpers ---------------------------------------------------------------------------
@@ -339,3 +340,16 @@ def test_stored_event_keeps_extra_keys(app):
     assert stored[0].get("extra_key") == "value", stored
     listed = app.request("GET", "events", params={"count": 1}).json()
     assert listed[0].get("extra_key") == "value", listed
+
+
+@pytest.mark.parametrize(
+    "channel", ["presence-room", "personal-bob", "personal-alice", "peer-room:a&b"]
+)
+def test_only_public_and_private_channels_can_be_persisted(app, channel):
+    response = app.request(
+        "POST", "subscriptions", json={"user_id": "alice", "event": channel}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == 400
+    listed = app.request("GET", "subscriptions", params={"user_id": "alice"}).json()
+    assert listed == [], "a refused subscription was stored: %r" % (listed,)

@@ -202,8 +202,8 @@ def test_list_subscriptions_filters(app):
 def test_unsubscribe_channel_with_reserved_characters(app):
     # `&`, `=`, `,`, `;` are valid in channel names (peer channels use `&`)
     proxy = proxy_for(app)
-    proxy.subscribe("ann", "peer-room:ann&bob")
-    assert proxy.unsubscribe("ann", "peer-room:ann&bob")["deleted"] is True
+    proxy.subscribe("ann", "private-room:ann&bob=1,2;3")
+    assert proxy.unsubscribe("ann", "private-room:ann&bob=1,2;3")["deleted"] is True
     assert proxy.list_subscriptions(user_id="ann") == []
 
 

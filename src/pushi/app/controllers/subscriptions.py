@@ -80,3 +80,10 @@ class SubscriptionsController(PushiController):
             "personal-" + user_id
         ):
             raise appier.AppierException(message="invalid user_id or event", code=400)
+        if auth.channel_kind(event) not in (auth.PUBLIC, auth.PRIVATE):
+            # presence needs a member of its own, personal and peer channels are
+            # per user: none of them can be another channel's alias
+            raise appier.AppierException(
+                message="only public and private- channels can be subscribed",
+                code=400,
+            )
