@@ -10,6 +10,21 @@ RESERVED_PARAMS = ("sid", "session_id", "_sid")
 
 INT64 = 2**63
 
+MAX_DEPTH = 32
+""" Nesting a body may have: stores (SQLite JSON, BSON) refuse deep documents """
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (iteratively)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        value, level = pending.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
 
 def _not_json(name: str):
     # Python's json reads NaN and Infinity; no other JSON reader (nor BSON) does
@@ -62,6 +77,8 @@ class PushiController(appier.Controller):
                 ) from None
             if not isinstance(fields, dict):
                 raise appier.AppierException(message="body must be an object", code=400)
+            if _depth(fields) > MAX_DEPTH:
+                raise appier.AppierException(message="body nested too deep", code=400)
         else:
             fields = dict(self.request.params_s)
             fields.update(self.request.post_s)
