@@ -15,7 +15,7 @@ import time
 import typing
 import uuid
 
-from . import auth
+from . import auth, strict_json
 from .channels import AppState, Channel, Member
 from .session import DIRECT, Outgoing, Session, Transport
 
@@ -241,7 +241,7 @@ class State:
         elif isinstance(channel_data, str):
             self._check_auth(session, channel, auth_value, channel_data)
             try:
-                data = json.loads(channel_data)
+                data = strict_json.loads(channel_data)
             except ValueError:
                 raise StateError(
                     ERROR_GENERIC, "channel_data is not valid JSON"

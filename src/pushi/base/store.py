@@ -147,11 +147,12 @@ class Store:
                 self._answer(item, None, StoreError("store stopped"))
         return events
 
-    def _write(self, batch: list) -> None:
+    def _write(self, batch: list, retry: bool = False) -> None:
         if not batch:
             return
         try:
-            write_events([(app_id, message) for _, app_id, message in batch])
+            items = [(app_id, message) for _, app_id, message in batch]
+            write_events(items, skip_stored=retry)
             self.written += len(batch)
             return
         except Exception:
@@ -159,9 +160,10 @@ class Store:
                 self.dropped += 1
                 LOGGER.exception("could not persist event %s", batch[0][2].get("mid"))
                 return
-        # one bad event must not cost the others of its batch (other apps' too)
+        # one bad event must not cost the others of its batch (other apps' too);
+        # MongoDB may have kept the events before the bad one: skip those
         for item in batch:
-            self._write([item])
+            self._write([item], retry=True)
 
     def _call(self, item: tuple) -> None:
         function, args = item[1], item[2]
@@ -243,10 +245,21 @@ def _events(model, query: dict, skip: int, count: int) -> list:
     return [model.message(document) for document in found]
 
 
-def write_events(items: list[tuple[str, dict]]) -> None:
-    """Stores a batch of delivered events and links them to their subscribers."""
+def write_events(items: list[tuple[str, dict]], skip_stored: bool = False) -> None:
+    """Stores a batch of delivered events and links them to their subscribers.
+
+    `skip_stored` leaves out events whose `mid` is already stored (a retry).
+    """
     from ..app.models import Association, PushiEvent, Subscription
     from .embedded import insert_many
+
+    if skip_stored:
+        mids = [message["mid"] for _, message in items]
+        found = PushiEvent._collection().find({"mid": {"$in": mids}})
+        stored = {document["mid"] for document in found}
+        items = [item for item in items if item[1]["mid"] not in stored]
+        if not items:
+            return
 
     ids = PushiEvent.reserve_ids(len(items))
     documents = [

@@ -8,7 +8,6 @@ State calls and State's replies into frames; routing is State's alone.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import typing
@@ -19,6 +18,7 @@ import wsproto.events as ws_events
 import wsproto.frame_protocol
 import wsproto.utilities
 
+from ..base import strict_json
 from ..base.session import Outgoing
 from . import dialects
 
@@ -210,8 +210,8 @@ class PushiConnection(netius.Connection):
 
     def _on_message(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
+            message = strict_json.loads(text)
+        except ValueError:
             self.error(4000, "message is not valid JSON")
             return
         if not isinstance(message, dict) or not isinstance(message.get("event"), str):
@@ -231,7 +231,7 @@ class PushiConnection(netius.Connection):
         if event in ("pusher:subscribe", "pusher:unsubscribe", "pusher:latest"):
             if isinstance(data, str):
                 try:
-                    data = json.loads(data)
+                    data = strict_json.loads(data)
                 except ValueError:
                     data = None
             if not isinstance(data, dict):

@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import appier
 
+from ...base import strict_json
+
 RESERVED_PARAMS = ("sid", "session_id", "_sid")
-
-INT64 = 2**63
-
-MAX_DEPTH = 32
-""" Nesting a body may have: stores (SQLite JSON, BSON) refuse deep documents """
-
-
-def _depth(value) -> int:
-    """How deeply lists and objects nest in a decoded JSON value (iteratively)."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        value, level = pending.pop()
-        children = value.values() if isinstance(value, dict) else value
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, level)
-            pending.extend((child, level + 1) for child in children)
-    return deepest
-
-
-def _not_json(name: str):
-    # Python's json reads NaN and Infinity; no other JSON reader (nor BSON) does
-    raise ValueError("%s is not JSON" % name)
-
-
-def _bounded_int(text: str) -> int:
-    # integers past 64 bits cannot be stored (BSON) or read back by browsers
-    value = int(text)
-    if not -INT64 <= value < INT64:
-        raise ValueError("integer out of range")
-    return value
-
-
-""" Session parameters that ride along in queries and forms, never data """
 
 
 class PushiController(appier.Controller):
@@ -68,17 +35,13 @@ class PushiController(appier.Controller):
         content_type = self.request.get_header("Content-Type") or ""
         if data and "json" in content_type:
             try:
-                fields = json.loads(
-                    data, parse_constant=_not_json, parse_int=_bounded_int
-                )
-            except (ValueError, RecursionError):
+                fields = strict_json.loads(data)
+            except ValueError as error:
                 raise appier.AppierException(
-                    message="body is not valid JSON", code=400
+                    message="body is not valid JSON: %s" % error, code=400
                 ) from None
             if not isinstance(fields, dict):
                 raise appier.AppierException(message="body must be an object", code=400)
-            if _depth(fields) > MAX_DEPTH:
-                raise appier.AppierException(message="body nested too deep", code=400)
         else:
             fields = dict(self.request.params_s)
             fields.update(self.request.post_s)
