@@ -306,6 +306,18 @@ def assert_nothing(client: Client, what: str) -> None:
     assert got == [], "expected no message for %s, got %r" % (what, got)
 
 
+@pytest.fixture
+def closing():
+    """Clients to close after the test, whatever its outcome."""
+    opened: list = []
+    yield opened
+    for client in opened:
+        try:
+            client.close()
+        except Exception:  # already closed or broken: nothing left to free
+            pass
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One server for the whole session; tests isolate themselves by app."""

@@ -13,7 +13,6 @@ import collections
 import threading
 import time
 
-import pytest
 import requests
 from conftest import WAIT_SECONDS
 
@@ -75,18 +74,6 @@ def login_session(app) -> requests.Session:
     )
     http.params = {"sid": response.json()["token"]}
     return http
-
-
-@pytest.fixture
-def closing():
-    """Clients to close after the test, whatever its outcome."""
-    opened: list = []
-    yield opened
-    for client in opened:
-        try:
-            client.close()
-        except Exception:  # already closed or broken: nothing left to free
-            pass
 
 
 def test_concurrent_publishes_reach_every_subscriber_once_in_order(app, closing):

@@ -45,18 +45,6 @@ JSON = {"Content-Type": "application/json"}
 # -- helpers ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def closing():
-    """Clients to close after the test, whatever its outcome."""
-    opened: list = []
-    yield opened
-    for client in opened:
-        try:
-            client.close()
-        except Exception:  # already closed or broken: nothing left to free
-            pass
-
-
 def errors_in(messages: list[dict], code: int | None = None) -> list[dict]:
     """The `pusher:error` messages among `messages` (with that code, if given)."""
     return [
