@@ -11,6 +11,8 @@ import typing
 import appier
 import appier_extras
 
+from ..base.store import StoreError
+
 if typing.TYPE_CHECKING:
     from ..base.config import Settings
     from ..base.state import State
@@ -107,7 +109,9 @@ class PushiApp(appier.APIApp):
         if not isinstance(code, int) or not 400 <= code < 600:
             code = 500
         message = getattr(exception, "message", None) or str(exception)
-        if code >= 500:
+        if isinstance(exception, (TimeoutError, StoreError)):
+            code, message = 503, "server busy, try again"
+        elif code >= 500:
             message = "internal server error"
         self.request.set_code(code)
         handled = self.call_error(

@@ -107,7 +107,12 @@ class State:
                 future.set_exception(exception)
 
         self.call_soon(run)
-        return future.result(timeout=timeout)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            # not started yet: never run it, the caller was told it failed
+            future.cancel()
+            raise
 
     # -- apps -------------------------------------------------------------------
 
