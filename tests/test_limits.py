@@ -572,6 +572,32 @@ def test_many_messages_before_the_key_is_known_close_1008(start_server, closing)
     assert stored_count(app, "backlog") == 1
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("MONGO_URL")),
+    reason="holds the embedded store's write lock to keep the store busy",
+)
+def test_an_unknown_key_is_refused_again_without_the_store(start_server, closing):
+    """A key the store did not know is remembered for a while: no read per retry.
+
+    The second attempt is made while the store worker is blocked behind a held
+    write lock, so it can only be answered from that memory.
+    """
+    server = start_server()
+    app = AppClient(server)
+    key = secrets.token_hex(32)
+    first = raw_socket(server, closing)
+    first.handshake(key)
+    assert first.message()["data"]["code"] == 4001
+    with store_write_locked(server):
+        app.publish("backlog", "written once the lock is released")
+        again = raw_socket(server, closing)
+        again.handshake(key)
+        message = again.message()
+        assert message.get("event") == "pusher:error", message
+        assert message["data"]["code"] == 4001, message
+        assert_closed_with(again, 4001)
+
+
 # -- 6. REST bodies refused before parsing ---------------------------------------------
 
 

@@ -8,6 +8,7 @@ comes back onto the loop. `python -m pushi.base.state` starts the whole process.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import logging
@@ -31,6 +32,9 @@ RESERVED = frozenset(("mid", "timestamp", "socket_id", "channel", "event", "data
 SYSTEM_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
 MAX_SKIP = 10**9
+
+UNKNOWN_KEY_SECONDS = 5.0
+UNKNOWN_KEYS = 10_000
 
 # error codes of the protocol (Pusher's ranges, see protocol.md §2)
 ERROR_GENERIC = 4000
@@ -77,6 +81,9 @@ class State:
         self.store = store
         self.apps: dict[str, AppState] = {}  # ident -> live state
         self.keys: dict[str, AppState] = {}  # key -> live state
+        # key -> when its "unknown" answer expires: a client retrying a bad key
+        # must not cost a store read each time (bounded, oldest dropped first)
+        self.unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._call_soon: typing.Callable[[typing.Callable[[], None]], None] | None
         self._call_soon = None
         self._loop_thread: int | None = None
@@ -128,6 +135,7 @@ class State:
             current = AppState(app["ident"], app["key"], app["secret"])
             self.apps[current.ident] = current
         self.keys.pop(current.key, None)
+        self.unknown.pop(app["key"], None)
         current.key, current.secret = app["key"], app["secret"]
         current.name = app.get("name", "")
         self.keys[current.key] = current
@@ -141,13 +149,19 @@ class State:
         store (off the loop) before refusing the key.
         """
         app = self.keys.get(app_key)
-        if app is not None or not auth.APP_KEY.fullmatch(app_key or ""):
+        known_bad = self.unknown.get(app_key, 0) > time.monotonic()
+        if app is not None or known_bad or not auth.APP_KEY.fullmatch(app_key or ""):
             done(self._open(app, transport))
             return
 
         def found(result, error) -> None:
             if result:
                 self.app_changed(result)
+            elif error is None:
+                self.unknown[app_key] = time.monotonic() + UNKNOWN_KEY_SECONDS
+                self.unknown.move_to_end(app_key)
+                while len(self.unknown) > UNKNOWN_KEYS:
+                    self.unknown.popitem(last=False)
             done(self._open(self.keys.get(app_key), transport))
 
         self.store.submit(self.store.find_app, (app_key,), found)
