@@ -36,27 +36,21 @@ except ImportError:  # run from a checkout without installing
 import appier
 
 
-class BenchEvent(appier.Model):
-    """An event-shaped model with an Appier counter, like a stored event."""
+class BenchPlain(appier.Model):
+    """An event-shaped model, like a stored event, without a counter."""
+
+    app_id = appier.field(index=True)
+    channel = appier.field(index=True)
+    event = appier.field()
+    mid = appier.field(index=True)
+    data = appier.field(type=dict)
+    timestamp = appier.field(type=float, index=True)
+
+
+class BenchEvent(BenchPlain):
+    """The same shape with an Appier counter, as the stored events have."""
 
     id = appier.field(type=int, index=True, increment=True)
-    app_id = appier.field(index=True)
-    channel = appier.field(index=True)
-    event = appier.field()
-    mid = appier.field(index=True)
-    data = appier.field(type=dict)
-    timestamp = appier.field(type=float, index=True)
-
-
-class BenchPlain(appier.Model):
-    """The same shape without the counter."""
-
-    app_id = appier.field(index=True)
-    channel = appier.field(index=True)
-    event = appier.field()
-    mid = appier.field(index=True)
-    data = appier.field(type=dict)
-    timestamp = appier.field(type=float, index=True)
 
 
 def document(index: int) -> dict:

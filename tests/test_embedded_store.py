@@ -428,7 +428,10 @@ def test_object_ids_encoder_and_drop_db(app, data_dir):
     assert Gadget.get(name="y").id == 1
 
 
-@pytest.mark.skipif(not os.environ.get("MONGO_URL"), reason="needs MONGO_URL")
+@pytest.mark.skipif(
+    not os.environ.get("MONGO_URL"),
+    reason="MongoDB path: runs in the MONGO_URL pass of .ci/run",
+)
 def test_insert_many_through_appier_mongo_collection():
     import pymongo
 
