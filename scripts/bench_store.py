@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write throughput of the embedded store (pushi.base.embedded), in documents/s.
+"""Write throughput of the embedded store (pushi.store.embedded), in documents/s.
 
 Measures, each on a fresh store in a temporary directory, through a real Appier
 app whose adapter is the embedded store:
@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 
 try:
-    from pushi.base.embedded import EmbeddedAdapter, insert_many
+    from pushi.store.embedded import EmbeddedAdapter, insert_many
 except ImportError:  # run from a checkout without installing
     sys.path.insert(
         0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
     )
-    from pushi.base.embedded import EmbeddedAdapter, insert_many
+    from pushi.store.embedded import EmbeddedAdapter, insert_many
 
 import appier
 

@@ -1,4 +1,4 @@
-"""The embedded store (pushi.base.embedded), driven through real Appier models.
+"""The embedded store (pushi.store.embedded), driven through real Appier models.
 
 Every test runs a real ``appier.App`` whose adapter is an ``EmbeddedAdapter``
 over a real SQLite file in ``tmp_path``; nothing is mocked. The last test, run
@@ -19,7 +19,7 @@ import urllib.parse
 import appier
 import pytest
 
-from pushi.base.embedded import (
+from pushi.store.embedded import (
     EmbeddedAdapter,
     EmbeddedCollection,
     EmbeddedEncoder,

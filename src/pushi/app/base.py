@@ -11,12 +11,12 @@ import typing
 import appier
 import appier_extras
 
-from ..base.store import StoreError
+from ..store import StoreError
 
 if typing.TYPE_CHECKING:
     from ..base.config import Settings
     from ..base.state import State
-    from ..base.store import Store
+    from ..store import Store
 
 LOGGER = logging.getLogger("pushi")
 
@@ -45,7 +45,7 @@ class PushiApp(appier.APIApp):
     def _adapter_class(settings: Settings):
         if settings.mongo_url:
             return appier.MongoAdapter
-        from ..base.embedded import EmbeddedAdapter
+        from ..store.embedded import EmbeddedAdapter
 
         return lambda: EmbeddedAdapter(settings.data_dir)
 

@@ -1,1 +1,1 @@
-"""Core of Pushi: State (the router), the store worker and the process runner."""
+"""The pure core of Pushi: State (the router), sessions, channels, auth, settings."""

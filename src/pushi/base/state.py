@@ -22,7 +22,7 @@ from .session import DIRECT, Outgoing, Session, Transport
 
 if typing.TYPE_CHECKING:
     from .config import Settings
-    from .store import Store
+    from ..store import Store
 
 LOGGER = logging.getLogger("pushi")
 
@@ -615,7 +615,7 @@ class State:
 
 def main() -> None:
     """Starts the WebSocket server and the API application in this process."""
-    from .runner import run
+    from ..runner import run
 
     run()
 

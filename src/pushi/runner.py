@@ -8,8 +8,8 @@ import threading
 
 import appier
 
-from .config import Settings
-from .state import State
+from .base.config import Settings
+from .base.state import State
 from .store import Store
 
 LOGGER = logging.getLogger("pushi")
@@ -19,8 +19,8 @@ class Process:
     """The parts of a running Pushi and their start and stop order."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        from ..app import PushiApp
-        from ..net.server import PushiServer
+        from .app import PushiApp
+        from .net.server import PushiServer
 
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.store_queue)
@@ -39,7 +39,7 @@ class Process:
 
     def start(self) -> None:
         """Starts every part; returns once both servers listen."""
-        from ..app.models import App
+        from .app.models import App
 
         settings = self.settings
         self.app.start()

@@ -1,4 +1,4 @@
-"""Message shapes of the two client dialects, one class each.
+"""The Pushi dialect: message shapes of pushi.js and the published Pushi clients.
 
 A dialect turns State's semantic replies into JSON messages and says how a URL
 path names the app. Delivered events share one shape in both dialects, so they
@@ -8,7 +8,6 @@ are encoded once by State and never pass through here.
 from __future__ import annotations
 
 import json
-import urllib.parse
 
 
 def dumps(value) -> str:
@@ -73,15 +72,6 @@ class Dialect:
 
     def _reply(self, event: str, channel: str, data: dict) -> dict:
         return {"event": event, "channel": channel, "data": dumps(data)}
-
-
-def resolve(target: str) -> tuple[Dialect, str]:
-    """The dialect and app key named by a WebSocket request target.
-
-    `/<key>` speaks the Pushi dialect; the query string is never part of the key.
-    """
-    path = urllib.parse.urlsplit(target).path
-    return PUSHI, path.strip("/")
 
 
 PUSHI = Dialect()
