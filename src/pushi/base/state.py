@@ -21,8 +21,8 @@ from .channels import AppState, Channel, Member
 from .session import DIRECT, Outgoing, Session, Transport
 
 if typing.TYPE_CHECKING:
-    from .config import Settings
     from ..store import Store
+    from .config import Settings
 
 LOGGER = logging.getLogger("pushi")
 
