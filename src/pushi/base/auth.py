@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9_\-=@,.;:&]{1,200}")
+CHANNEL_NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,200}")
+""" Pushi channel names: what apps use today (`+`, `/`, `#`, non-ASCII letters...),
+1 to 200 characters with no whitespace and no control character (contract §4.14) """
 APP_KEY = re.compile(r"[0-9a-f]{64}")
-PEER_USER = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,90}")
-""" User ids that can name a peer channel: no `:` or `&`, which delimit it """
 
 PUBLIC = "public"
 PRIVATE = "private"
@@ -39,22 +40,31 @@ def valid_channel(channel: object) -> bool:
     return isinstance(channel, str) and CHANNEL_NAME.fullmatch(channel) is not None
 
 
-def needs_auth(channel: str) -> bool:
-    """Every kind but public requires a signed subscription."""
-    return channel_kind(channel) != PUBLIC
-
-
 def personal_user(channel: str) -> str:
     """The user id a personal channel belongs to."""
     return channel[len("personal-") :]
 
 
 def peer_channel(base: str, user_a: str, user_b: str) -> str | None:
-    """The chat channel of two members of `presence-<base>` (None: ids unfit)."""
+    """The chat channel of two members of `presence-<base>` (None: name unfit)."""
     first, second = sorted((user_a, user_b))
     name = f"peer-{base}:{first}&{second}"
-    fit = PEER_USER.fullmatch(first) and PEER_USER.fullmatch(second)
-    return name if fit and valid_channel(name) else None
+    return name if valid_channel(name) else None
+
+
+def in_peer_channel(name: str, base: str, user_id: str) -> bool:
+    """Whether `name` is a pair channel of `presence-<base>` that names `user_id`."""
+    prefix = f"peer-{base}:"
+    if not name.startswith(prefix):
+        return False
+    pair = name[len(prefix) :]
+    if pair.startswith(user_id + "&"):
+        other = pair[len(user_id) + 1 :]
+    elif pair.endswith("&" + user_id):
+        other = pair[: -len(user_id) - 1]
+    else:
+        return False
+    return bool(other) and peer_channel(base, user_id, other) == name
 
 
 def sign(secret: str, message: str) -> str:
@@ -93,8 +103,8 @@ def verify_channel_auth(
 
 
 def new_socket_id() -> str:
-    """A random socket id of Pusher's `<digits>.<digits>` form."""
-    return f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
+    """A random socket id of the Pushi dialect: a uuid4 string."""
+    return str(uuid.uuid4())
 
 
 def new_key() -> str:
@@ -103,5 +113,5 @@ def new_key() -> str:
 
 
 def new_ident() -> str:
-    """A new app id: 24 lowercase hex characters."""
-    return secrets.token_hex(12)
+    """A new app id: 64 lowercase hex characters, like keys and secrets."""
+    return secrets.token_hex(32)

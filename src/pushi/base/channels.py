@@ -32,17 +32,20 @@ class Member:
 
     __slots__ = ("user_id", "channel_data", "sockets", "peer")
 
-    def __init__(self, user_id: str, channel_data: dict, peer: bool) -> None:
+    def __init__(self, user_id: str, channel_data: dict) -> None:
         self.user_id = user_id
+        # the channel_data of the user's latest connection
         self.channel_data = channel_data
-        self.sockets: set[str] = set()
-        self.peer = peer
+        # socket ids, in join order (an ordered set)
+        self.sockets: dict[str, None] = {}
+        # whether any connection of the user joined with `"peer": true`
+        self.peer = False
 
 
 class AppState:
     """The live state of one app: credentials, channels and sockets."""
 
-    __slots__ = ("ident", "key", "secret", "name", "channels", "sessions")
+    __slots__ = ("ident", "key", "secret", "name", "channels", "personal", "sessions")
 
     def __init__(self, ident: str, key: str, secret: str, name: str = "") -> None:
         self.ident = ident
@@ -50,6 +53,10 @@ class AppState:
         self.secret = secret
         self.name = name
         self.channels: dict[str, Channel] = {}
+        # personal-<user_id> -> its subscribed sockets; apart from `channels`
+        # because a personal channel is never joined itself: nothing published
+        # on its name reaches anyone
+        self.personal: dict[str, Channel] = {}
         self.sessions: dict[str, Session] = {}
 
     def channel(self, name: str) -> Channel:
@@ -59,7 +66,16 @@ class AppState:
             channel = self.channels[name] = Channel(name)
         return channel
 
+    def personal_channel(self, name: str) -> Channel:
+        """The personal channel of that name, created on first use."""
+        channel = self.personal.get(name)
+        if channel is None:
+            channel = self.personal[name] = Channel(name)
+        return channel
+
     def discard_if_empty(self, channel: Channel) -> None:
         """Forgets a channel nobody is joined to, so idle names cost nothing."""
         if not channel.sessions and not channel.members:
-            self.channels.pop(channel.name, None)
+            registry = self.personal if channel.name in self.personal else self.channels
+            if registry.get(channel.name) is channel:
+                del registry[channel.name]

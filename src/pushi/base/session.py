@@ -23,16 +23,25 @@ class Outgoing:
 
 
 class Transport(typing.Protocol):
-    """What a connection offers State: semantic replies, shaped by its dialect."""
+    """What a connection offers State: semantic replies, shaped by its dialect.
+
+    `info` of the channel replies always holds `members` (presence: user_id ->
+    channel_data), `alias` (personal: aliased channels) and `events` (records).
+    A transport never closes its connection from inside one of these calls:
+    `drop` asks for a close after the current dispatch (see design.md).
+    """
 
     def deliver(self, outgoing: Outgoing) -> None:
         """Writes an already encoded event shared by every recipient."""
 
     def subscribed(self, channel: str, info: dict) -> None:
-        """Reports a successful subscription (`members`, `alias`, `events`)."""
+        """Reports a successful subscription."""
 
-    def unsubscribed(self, channel: str) -> None:
-        """Reports that the socket left a channel it asked to leave."""
+    def unsubscribed(self, channel: str, info: dict) -> None:
+        """Reports that the socket left a channel (the state after leaving)."""
+
+    def latest(self, channel: str, info: dict) -> None:
+        """Answers a `pusher:latest` request (`info["events"]`: the page)."""
 
     def member_added(self, channel: str, user_id: str, channel_data: dict) -> None:
         """Reports a user's first socket joining a presence channel."""
@@ -40,11 +49,11 @@ class Transport(typing.Protocol):
     def member_removed(self, channel: str, user_id: str, channel_data: dict) -> None:
         """Reports a user's last socket leaving a presence channel."""
 
-    def latest(self, channel: str, events: list[dict]) -> None:
-        """Answers a `pusher:latest` request."""
-
     def error(self, code: int, message: str, channel: str | None = None) -> None:
         """Reports a refused request without closing the connection."""
+
+    def drop(self) -> None:
+        """Closes the connection once the current dispatch is over."""
 
 
 class RateLimit:
@@ -76,7 +85,9 @@ class Session:
         "app",
         "transport",
         "channels",
+        "personal",
         "users",
+        "channel_data",
         "peers",
         "client_events",
         "open",
@@ -96,10 +107,15 @@ class Session:
         self.app = app
         self.transport = transport
         # channel -> reasons it is joined: DIRECT, a personal channel (alias)
-        # or a presence channel (peer); left when no reason remains
+        # or a presence channel (peer); left when no reason remains. Insertion
+        # order is join order, which `/sockets` reports
         self.channels: dict[str, set[str]] = {}
-        # presence channel -> user id this socket joined it as
+        # personal channels subscribed (never joined themselves), in order
+        self.personal: dict[str, None] = {}
+        # presence channel -> user id this socket is a member as
         self.users: dict[str, str] = {}
+        # presence channel -> this socket's channel_data there
+        self.channel_data: dict[str, dict] = {}
         # presence channel -> peer channels joined through it
         self.peers: dict[str, set[str]] = {}
         self.client_events = RateLimit(rate)
@@ -112,10 +128,11 @@ class Session:
         """Whether the socket receives the channel's events, for any reason."""
         return channel in self.channels
 
+    def subscriptions(self) -> int:
+        """Channels the socket subscribed to itself (the per-socket limit)."""
+        direct = sum(1 for reasons in self.channels.values() if DIRECT in reasons)
+        return direct + len(self.personal)
+
     def describe(self) -> dict:
         """A JSON-ready summary for the REST `/sockets` routes."""
-        return {
-            "socket_id": self.socket_id,
-            "channels": sorted(self.channels),
-            "users": dict(self.users),
-        }
+        return {"socket_id": self.socket_id, "channel": list(self.channels)}

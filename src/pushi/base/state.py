@@ -2,11 +2,28 @@
 
 State lives on one thread, the WebSocket server's event loop. It knows nothing of
 sockets, frames or HTTP: connections reach it through `Session` objects and hear
-back through their `Transport`; database work goes through the `Store` worker and
+back through their `Transport`; database work goes through the store worker and
 comes back onto the loop. `python -m pushi.base.state` starts the whole process.
+
+Re-entrancy: a transport never closes its connection while State runs (it is
+asked to `drop` and closes after the dispatch), State walks snapshots wherever a
+callee could change what it walks, and a transport that raises costs its own
+connection only.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:
+    # run by path from a checkout, as the published README does
+    # (`python src/pushi/base/state.py`): the same server as `-m pushi.base.state`
+    import os
+    import runpy
+    import sys
+
+    here = os.path.abspath(__file__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    runpy.run_module("pushi.base.state", run_name="__main__", alter_sys=True)
+    raise SystemExit(0)
 
 import collections
 import concurrent.futures
@@ -25,11 +42,6 @@ if typing.TYPE_CHECKING:
     from .config import Settings
 
 LOGGER = logging.getLogger("pushi")
-
-RESERVED = frozenset(("mid", "timestamp", "socket_id", "channel", "event", "data"))
-""" Keys of a delivered event that callers can never set through `extra` """
-
-SYSTEM_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
 MAX_SKIP = 10**9
 
@@ -69,8 +81,17 @@ def _page(skip: typing.Any, count: typing.Any, most: int) -> tuple[int, int]:
 
 
 def encode_data(data: typing.Any) -> str:
-    """Event payloads travel as strings: a string as is, anything else as JSON."""
-    return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    """Event payloads travel as strings: a string as is, anything else as JSON.
+
+    Python's `json.dumps` defaults (`", "` and `": "`, `\\uXXXX` escapes), as the
+    published server encodes them: clients compare these strings.
+    """
+    return data if isinstance(data, str) else json.dumps(data)
+
+
+def is_system_event(event: str) -> bool:
+    """Names of the protocol itself (`:` and `_` are interchangeable in them)."""
+    return event.replace(":", "_").startswith("pusher_")
 
 
 class State:
@@ -140,6 +161,28 @@ class State:
         current.name = app.get("name", "")
         self.keys[current.key] = current
 
+    # -- talking to connections ---------------------------------------------------
+
+    def _tell(self, session: Session, method: str, *args) -> None:
+        """Calls one transport method; a failure costs that connection only."""
+        if not session.open:
+            return
+        try:
+            getattr(session.transport, method)(*args)
+        except Exception:
+            LOGGER.exception("failed sending %s to %s", method, session.socket_id)
+            self._drop(session)
+
+    @staticmethod
+    def _drop(session: Session) -> None:
+        try:
+            session.transport.drop()
+        except Exception:
+            LOGGER.exception("failed dropping %s", session.socket_id)
+
+    def _refuse(self, session: Session, error: StateError, channel) -> None:
+        self._tell(session, "error", error.code, error.message, _named(channel))
+
     # -- connections ------------------------------------------------------------
 
     def connect(self, app_key: str, transport: Transport, done: typing.Callable):
@@ -186,32 +229,23 @@ class State:
         """Removes a closed socket from every channel, announcing presence changes."""
         if not session.open:
             return
-        for channel in list(session.channels):
-            self._leave(session, channel, None)
         session.open = False
+        for personal in tuple(session.personal):
+            self._leave_personal(session, personal)
+        for channel in tuple(session.channels):
+            self._leave(session, channel, None)
         session.app.sessions.pop(session.socket_id, None)
 
-    # -- subscriptions ----------------------------------------------------------
+    # -- requests ---------------------------------------------------------------
 
-    def subscribe(
-        self,
-        session: Session,
-        channel: typing.Any,
-        auth_value: typing.Any = None,
-        channel_data: typing.Any = None,
-    ) -> None:
-        """Handles `pusher:subscribe`: checks auth, joins, replies on the transport."""
-        try:
-            self._admit(session)
-            self._subscribe(session, channel, auth_value, channel_data)
-        except StateError as error:
-            session.transport.error(error.code, error.message, _named(channel))
-
-    def _admit(self, session: Session, read: bool = False) -> None:
-        """Applies a socket's request limits: rate, and store reads in flight."""
+    def _admit(self, session: Session) -> None:
+        """Applies a socket's request rate."""
         if not session.requests.allow():
             raise StateError(ERROR_RATE, "request rate limit exceeded")
-        if read and session.reads >= self.settings.max_pending_reads:
+
+    def _check_reads(self, session: Session) -> None:
+        """Bounds the store reads a socket may have in flight."""
+        if session.reads >= self.settings.max_pending_reads:
             raise StateError(ERROR_RATE, "too many requests waiting for the store")
 
     def _read(self, session: Session, function, args: tuple, callback) -> None:
@@ -225,15 +259,48 @@ class State:
 
         self.store.submit(function, args, done)
 
+    @staticmethod
+    def _info(app: AppState, name: str, alias=(), events=()) -> dict:
+        """What a channel reply tells: members (presence), aliases, events."""
+        channel = app.channels.get(name)
+        members = channel.members if channel is not None else {}
+        return {
+            "members": {uid: m.channel_data for uid, m in members.items()},
+            "alias": list(alias),
+            "events": list(events),
+        }
+
+    # -- subscribing --------------------------------------------------------------
+
+    def subscribe(
+        self,
+        session: Session,
+        channel: typing.Any,
+        auth_value: typing.Any = None,
+        channel_data: typing.Any = None,
+    ) -> None:
+        """Handles `pusher:subscribe`: checks auth, joins, replies on the transport.
+
+        Every side effect (member messages to others, peer and alias joins)
+        happens before the subscriber's reply.
+        """
+        try:
+            self._admit(session)
+            self._subscribe(session, channel, auth_value, channel_data)
+        except StateError as error:
+            self._refuse(session, error, channel)
+
     def _subscribe(self, session, channel, auth_value, channel_data) -> None:
         if not auth.valid_channel(channel):
             raise StateError(ERROR_GENERIC, "invalid channel name")
-        if (
-            channel not in session.channels
-            and len(session.channels) >= self.settings.max_channels
-        ):
-            raise StateError(ERROR_OVER_LIMIT, "too many channels on this connection")
         kind = auth.channel_kind(channel)
+        again = (
+            channel in session.personal
+            if kind == auth.PERSONAL
+            else DIRECT in session.channels.get(channel, ())
+        )
+        if not again and session.subscriptions() >= self.settings.max_channels:
+            raise StateError(ERROR_OVER_LIMIT, "too many channels on this connection")
         if kind == auth.PRESENCE:
             self._subscribe_presence(session, channel, auth_value, channel_data)
             return
@@ -243,7 +310,7 @@ class State:
             self._subscribe_personal(session, channel)
             return
         self._join(session, channel, DIRECT)
-        session.transport.subscribed(channel, {})
+        self._tell(session, "subscribed", channel, self._info(session.app, channel))
 
     def _check_auth(self, session, channel, auth_value, channel_data) -> None:
         app = session.app
@@ -252,9 +319,21 @@ class State:
         ):
             raise StateError(ERROR_UNAUTHORIZED, "invalid signature for channel")
 
-    def _subscribe_presence(self, session, channel, auth_value, channel_data) -> None:
-        legacy = isinstance(channel_data, dict)
-        if legacy and self.settings.legacy_presence_auth:
+    def _presence_data(self, session, channel, auth_value, channel_data):
+        """The checked `(user_id, channel_data)` of a presence subscription.
+
+        None: valid auth without channel_data, a socket that is no member.
+        """
+        if channel_data is None:
+            # valid auth without channel_data: receives events, is no member
+            self._check_auth(session, channel, auth_value, None)
+            return None
+        if isinstance(channel_data, dict):
+            if not self.settings.legacy_presence_auth:
+                raise StateError(
+                    ERROR_UNAUTHORIZED,
+                    "presence channel_data must be a signed JSON string",
+                )
             self._check_auth(session, channel, auth_value, None)
             data = channel_data
         elif isinstance(channel_data, str):
@@ -266,81 +345,104 @@ class State:
                     ERROR_GENERIC, "channel_data is not valid JSON"
                 ) from None
         else:
-            raise StateError(
-                ERROR_UNAUTHORIZED, "presence channels need signed channel_data"
-            )
+            raise StateError(ERROR_GENERIC, "channel_data must be a JSON string")
         user_id = data.get("user_id") if isinstance(data, dict) else None
         if isinstance(user_id, (int, float)) and not isinstance(user_id, bool):
             user_id = str(user_id)
         if not isinstance(user_id, str) or not user_id:
             raise StateError(ERROR_GENERIC, "channel_data needs a user_id")
-        previous = session.users.get(channel)
-        if previous is not None and previous != user_id:
-            raise StateError(ERROR_GENERIC, "socket already present as another user")
-        if previous is None:
-            self._join(session, channel, DIRECT)
-            self._add_member(session, channel, user_id, data)
-        members = session.app.channels[channel].members
-        info = {"members": {uid: m.channel_data for uid, m in members.items()}}
-        session.transport.subscribed(channel, info)
-        if previous is None:
-            self._join_peers(session, channel, user_id)
+        return user_id, data
 
-    def _add_member(self, session, channel_name, user_id, data) -> None:
-        channel = session.app.channel(channel_name)
+    def _subscribe_presence(self, session, channel, auth_value, channel_data) -> None:
+        member = self._presence_data(session, channel, auth_value, channel_data)
+        if channel in session.users:
+            # re-subscribing: the old membership ends (announced) before the new
+            self._remove_member(session, session.app.channels[channel])
+        self._join(session, channel, DIRECT)
+        if member is not None:
+            user_id, data = member
+            first = self._add_member(session, channel, user_id, data)
+            if data.get("peer"):
+                self._join_peers(session, channel, user_id, first)
+        self._tell(session, "subscribed", channel, self._info(session.app, channel))
+
+    def _member_sessions(self, app: AppState, channel: Channel) -> list[Session]:
+        """The member connections of a presence channel (a snapshot)."""
+        sessions = app.sessions
+        return [
+            sessions[socket_id]
+            for member in channel.members.values()
+            for socket_id in member.sockets
+            if socket_id in sessions
+        ]
+
+    def _add_member(self, session, channel_name, user_id, data) -> bool:
+        """Makes a socket a member; True when it is its user's first connection."""
+        app = session.app
+        channel = app.channels[channel_name]
         session.users[channel_name] = user_id
+        session.channel_data[channel_name] = data
         member = channel.members.get(user_id)
-        if member is None:
-            member = Member(user_id, data, bool(data.get("peer")))
-            channel.members[user_id] = member
-            for other in channel.sessions.values():
-                if other is not session:
-                    other.transport.member_added(channel_name, user_id, data)
+        first = member is None
+        if first:
+            others = self._member_sessions(app, channel)
+            member = channel.members[user_id] = Member(user_id, data)
         else:
+            # the latest connection's data stands for the user
             member.channel_data = data
-            member.peer = member.peer or bool(data.get("peer"))
-        member.sockets.add(session.socket_id)
+        member.sockets[session.socket_id] = None
+        member.peer = member.peer or bool(data.get("peer"))
+        if first:
+            for other in others:
+                self._tell(other, "member_added", channel_name, user_id, data)
+        return first
 
-    def _join_peers(self, session: Session, presence: str, user_id: str) -> None:
-        """Opens a peer channel between this user and each member, if either asks."""
+    def _join_peers(self, session, presence: str, user_id: str, first: bool) -> None:
+        """Joins the pair channels of a peer-flagged joiner with every other user.
+
+        The other users' connections join too when the joiner is its user's
+        first connection (later ones find the pairs already open).
+        """
         app = session.app
         channel = app.channels[presence]
-        member = channel.members[user_id]
         base = presence[len("presence-") :]
-        for other in list(channel.members.values()):
-            if other.user_id == user_id or not (member.peer or other.peer):
+        for other in tuple(channel.members.values()):
+            if other.user_id == user_id:
                 continue
             peer = auth.peer_channel(base, user_id, other.user_id)
             if peer is None:
                 continue
-            for socket_id in list(member.sockets) + list(other.sockets):
-                target = app.sessions.get(socket_id)
-                if target is None or peer in target.peers.get(presence, ()):
-                    continue
-                target.peers.setdefault(presence, set()).add(peer)
-                fresh = not target.joined(peer)
-                self._join(target, peer, presence)
-                if fresh:
-                    target.transport.subscribed(peer, {})
+            self._join_peer(session, presence, peer)
+            if first:
+                for socket_id in tuple(other.sockets):
+                    target = app.sessions.get(socket_id)
+                    if target is not None:
+                        self._join_peer(target, presence, peer)
+
+    def _join_peer(self, session: Session, presence: str, peer: str) -> None:
+        session.peers.setdefault(presence, set()).add(peer)
+        self._join(session, peer, presence)
 
     def _subscribe_personal(self, session: Session, channel: str) -> None:
-        self._admit(session, read=True)
-        # joining first lets subscriptions changed while the aliases load apply
-        # live; a load that a change overtook is repeated (see Channel.version)
-        self._join(session, channel, DIRECT)
+        self._check_reads(session)
+        # registering first lets subscriptions changed while the aliases load
+        # apply live; a load that a change overtook is repeated (Channel.version)
+        session.personal[channel] = None
+        personal = session.app.personal_channel(channel)
+        personal.sessions[session.socket_id] = session
         self._load_personal(session, channel)
 
     def _load_personal(self, session: Session, channel: str) -> None:
-        personal = session.app.channels[channel]
+        personal = session.app.personal[channel]
         started = personal.version
 
         def loaded(result, error) -> None:
-            if not session.joined(channel):
+            if channel not in session.personal:
                 return
             if error is not None:
-                self._leave(session, channel, DIRECT)
-                session.transport.error(
-                    ERROR_GENERIC, "could not load personal channel", channel
+                self._leave_personal(session, channel)
+                self._tell(
+                    session, "error", ERROR_GENERIC, "could not load channel", channel
                 )
                 return
             if personal.version != started:
@@ -349,33 +451,62 @@ class State:
             aliases, events = result
             for alias in aliases:
                 self._join(session, alias, channel)
-            names = sorted(c for c, why in session.channels.items() if channel in why)
-            session.transport.subscribed(channel, {"alias": names, "events": events})
+            info = self._info(session.app, channel, aliases, events)
+            self._tell(session, "subscribed", channel, info)
 
+        self._read_personal(session, channel, loaded)
+
+    def _read_personal(self, session: Session, channel: str, callback) -> None:
+        """Reads a personal channel's aliases and last events from the store."""
         user_id = auth.personal_user(channel)
-        self._read(
-            session,
-            self.store.personal,
-            (session.app.ident, user_id, self.settings.personal_events),
-            loaded,
-        )
+        args = (session.app.ident, user_id, self.settings.personal_events)
+        self._read(session, self.store.personal, args, callback)
+
+    # -- leaving ----------------------------------------------------------------
 
     def unsubscribe(self, session: Session, channel: typing.Any) -> None:
-        """Handles `pusher:unsubscribe` of a channel the socket joined itself."""
+        """Handles `pusher:unsubscribe`; replies with the state after leaving.
+
+        A channel the socket is not in gets the same reply: leaving it is done.
+        """
         try:
             self._admit(session)
+            if not auth.valid_channel(channel):
+                raise StateError(ERROR_GENERIC, "invalid channel name")
+            if auth.channel_kind(channel) == auth.PERSONAL:
+                self._check_reads(session)
         except StateError as error:
-            session.transport.error(error.code, error.message, _named(channel))
+            self._refuse(session, error, channel)
             return
-        if not auth.valid_channel(channel) or DIRECT not in session.channels.get(
-            channel, ()
-        ):
-            session.transport.error(
-                ERROR_GENERIC, "not subscribed to channel", _named(channel)
-            )
+        if auth.channel_kind(channel) != auth.PERSONAL:
+            self._leave(session, channel, None)
+            info = self._info(session.app, channel)
+            self._tell(session, "unsubscribed", channel, info)
             return
-        self._leave(session, channel, DIRECT)
-        session.transport.unsubscribed(channel)
+        self._leave_personal(session, channel)
+
+        def loaded(result, error) -> None:
+            if error is not None:
+                self._tell(
+                    session, "error", ERROR_GENERIC, "could not load channel", channel
+                )
+                return
+            aliases, events = result
+            info = self._info(session.app, channel, aliases, events)
+            self._tell(session, "unsubscribed", channel, info)
+
+        self._read_personal(session, channel, loaded)
+
+    def _leave_personal(self, session: Session, channel: str) -> None:
+        if channel not in session.personal:
+            return
+        del session.personal[channel]
+        personal = session.app.personal.get(channel)
+        if personal is not None:
+            personal.sessions.pop(session.socket_id, None)
+            session.app.discard_if_empty(personal)
+        for alias in [c for c, why in session.channels.items() if channel in why]:
+            self._leave(session, alias, channel)
 
     def _join(self, session: Session, name: str, reason: str) -> None:
         reasons = session.channels.get(name)
@@ -404,32 +535,37 @@ class State:
         kind = auth.channel_kind(name)
         if kind == auth.PRESENCE:
             self._remove_member(session, channel)
-            for peer in session.peers.pop(name, ()):
-                self._leave(session, peer, name)
-        elif kind == auth.PERSONAL:
-            for alias in [c for c, why in session.channels.items() if name in why]:
-                self._leave(session, alias, name)
+        elif kind == auth.PEER:
+            for peers in session.peers.values():
+                peers.discard(name)
         app.discard_if_empty(channel)
 
     def _remove_member(self, session: Session, channel: Channel) -> None:
-        user_id = session.users.pop(channel.name, None)
+        """Ends a socket's membership of a presence channel (and its pairs there)."""
+        name = channel.name
+        user_id = session.users.pop(name, None)
+        data = session.channel_data.pop(name, None)
+        for peer in tuple(session.peers.pop(name, ())):
+            self._leave(session, peer, name)
         member = channel.members.get(user_id) if user_id is not None else None
         if member is None:
             return
-        member.sockets.discard(session.socket_id)
+        member.sockets.pop(session.socket_id, None)
         if member.sockets:
             return
         del channel.members[user_id]
-        for other in channel.sessions.values():
-            other.transport.member_removed(channel.name, user_id, member.channel_data)
-        self._close_peers(session.app, channel, user_id)
+        # the leaving connection's own channel_data goes with the removal
+        for other in self._member_sessions(session.app, channel):
+            self._tell(other, "member_removed", name, user_id, data)
+        if member.peer:
+            self._close_peers(session.app, channel, user_id)
 
     def _close_peers(self, app: AppState, presence: Channel, gone: str) -> None:
-        """Takes the remaining members out of their peer channels with a user gone."""
+        """Takes the remaining members out of their pairs with a peer user gone."""
         base = presence.name[len("presence-") :]
-        for other in presence.members.values():
+        for other in tuple(presence.members.values()):
             peer = auth.peer_channel(base, gone, other.user_id)
-            for socket_id in other.sockets:
+            for socket_id in tuple(other.sockets):
                 target = app.sessions.get(socket_id)
                 peers = target.peers.get(presence.name) if target else None
                 if peers and peer in peers:
@@ -438,29 +574,55 @@ class State:
 
     # -- reading stored events --------------------------------------------------
 
+    def _eligible(self, session: Session, channel: str) -> bool:
+        """Whether a socket's user is one of a pair channel's two users."""
+        return any(
+            auth.in_peer_channel(channel, presence[len("presence-") :], user_id)
+            for presence, user_id in session.users.items()
+        )
+
+    def _may_read(self, session: Session, channel: str) -> bool:
+        kind = auth.channel_kind(channel)
+        if kind == auth.PERSONAL:
+            return channel in session.personal
+        if session.joined(channel):
+            return True
+        return kind == auth.PEER and self._eligible(session, channel)
+
     def latest(
         self, session: Session, channel: typing.Any, skip: typing.Any, count: typing.Any
     ) -> None:
         """Handles `pusher:latest`: stored events of a channel the socket may read."""
         try:
-            self._admit(session, read=True)
-            if not auth.valid_channel(channel) or not session.joined(channel):
+            self._admit(session)
+            self._check_reads(session)
+            if not auth.valid_channel(channel) or not self._may_read(session, channel):
                 raise StateError(
                     ERROR_UNAUTHORIZED, "latest needs a subscribed channel"
                 )
             skip, count = _page(skip, count, self.settings.latest_max)
         except StateError as error:
-            session.transport.error(error.code, error.message, _named(channel))
+            self._refuse(session, error, channel)
             return
+
+        personal = auth.channel_kind(channel) == auth.PERSONAL
+        aliases = (
+            [c for c, why in session.channels.items() if channel in why]
+            if personal
+            else ()
+        )
 
         def loaded(result, error) -> None:
             if error is not None:
-                session.transport.error(ERROR_GENERIC, "could not read events", channel)
+                self._tell(
+                    session, "error", ERROR_GENERIC, "could not read events", channel
+                )
                 return
-            session.transport.latest(channel, result)
+            info = self._info(session.app, channel, aliases, result)
+            self._tell(session, "latest", channel, info)
 
         app_id = session.app.ident
-        if auth.channel_kind(channel) == auth.PERSONAL:
+        if personal:
             reader, key = self.store.user_events, auth.personal_user(channel)
         else:
             reader, key = self.store.channel_events, channel
@@ -478,44 +640,32 @@ class State:
         persist: bool = True,
     ) -> None:
         """Publishes an event a socket sent to a channel it has joined."""
-        if event.startswith(SYSTEM_EVENT_PREFIXES):
-            session.transport.error(ERROR_GENERIC, "reserved event name", None)
+        if is_system_event(event):
+            self._refuse(
+                session, StateError(ERROR_GENERIC, "reserved event name"), channel
+            )
             return
         if not auth.valid_channel(channel) or not session.joined(channel):
-            session.transport.error(
-                ERROR_UNAUTHORIZED,
-                "client events need a subscribed channel",
-                _named(channel),
+            error = StateError(
+                ERROR_UNAUTHORIZED, "client events need a subscribed channel"
             )
+            self._refuse(session, error, channel)
             return
         if not session.client_events.allow():
-            session.transport.error(
-                ERROR_RATE, "client event rate limit exceeded", channel
-            )
+            error = StateError(ERROR_RATE, "client event rate limit exceeded")
+            self._refuse(session, error, channel)
             return
-        extra = {}
-        user_id = self._user_of(session, channel)
-        if user_id is not None:
-            extra["user_id"] = user_id
-        self._publish(
+        exclude = None if echo else session.socket_id
+        self._trigger(
             session.app,
-            channel,
+            (channel,),
             event,
             data,
+            {},
             persist,
-            extra,
-            None if echo else session.socket_id,
+            session.socket_id,
+            exclude,
         )
-
-    def _user_of(self, session: Session, channel: str) -> str | None:
-        """The user id a socket speaks as on a presence or peer channel."""
-        user_id = session.users.get(channel)
-        if user_id is not None:
-            return user_id
-        for presence, peers in session.peers.items():
-            if channel in peers:
-                return session.users.get(presence)
-        return None
 
     def publish(
         self,
@@ -523,37 +673,55 @@ class State:
         channels: list[str],
         event: str,
         data: typing.Any,
+        body: dict | None = None,
         persist: bool = True,
-        extra: dict | None = None,
-        exclude: str | None = None,
-    ) -> list[dict]:
-        """Publishes a back end's event to channels; returns what was delivered."""
+    ) -> None:
+        """Publishes a back end's event: `body` (the whole request) goes along."""
         app = self.apps.get(app_id)
         if app is None:
             raise StateError(ERROR_UNKNOWN_APP, "unknown app")
-        clean = {k: v for k, v in (extra or {}).items() if k not in RESERVED}
-        return [
-            self._publish(app, channel, event, data, persist, clean, exclude)
-            for channel in channels
-        ]
+        self._trigger(app, channels, event, data, body or {}, persist, None, None)
 
-    def _publish(self, app, channel, event, data, persist, extra, exclude) -> dict:
-        message = dict(extra)
-        message["channel"] = channel
-        message["event"] = event
-        message["data"] = encode_data(data)
-        if persist:
-            message["mid"] = str(uuid.uuid4())
-            message["timestamp"] = time.time()
-        target = app.channels.get(channel)
-        if target is not None and target.sessions:
-            outgoing = Outgoing(json.dumps(message, separators=(",", ":")).encode())
-            for socket_id, session in list(target.sessions.items()):
-                if socket_id != exclude:
-                    session.transport.deliver(outgoing)
-        if persist:
-            self.store.persist(app.ident, message)
-        return message
+    def _trigger(self, app, channels, event, data, body, persist, owner_id, exclude):
+        """Delivers one event to channels and stores it (one record per channel).
+
+        A socket in several of the channels gets one copy, tagged with the first
+        listed channel it is in.
+        """
+        encoded = encode_data(data)
+        stored: list[dict] = []
+        seen: set[str] | None = set() if len(channels) > 1 else None
+        for name in channels:
+            message = dict(body)
+            message["channel"] = name
+            message["event"] = event
+            if encoded:
+                message["data"] = encoded
+            if persist:
+                message["mid"] = str(uuid.uuid4())
+                message["timestamp"] = time.time()
+                stored.append(message)
+            channel = app.channels.get(name)
+            if channel is not None and channel.sessions:
+                text = json.dumps(message, separators=(",", ":")).encode()
+                self._deliver(channel, Outgoing(text), exclude, seen)
+        if stored:
+            self.store.persist(app.ident, stored, owner_id)
+
+    def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
+        """Hands one encoded event to each of a channel's sockets (a snapshot)."""
+        for socket_id, session in tuple(channel.sessions.items()):
+            if socket_id == exclude:
+                continue
+            if seen is not None:
+                if socket_id in seen:
+                    continue
+                seen.add(socket_id)
+            try:
+                session.transport.deliver(outgoing)
+            except Exception:
+                LOGGER.exception("failed delivering to %s", socket_id)
+                self._drop(session)
 
     # -- persisted subscriptions (REST) -------------------------------------------
 
@@ -563,7 +731,7 @@ class State:
         if personal is None:
             return
         personal.version += 1
-        for session in list(personal.sessions.values()):
+        for session in tuple(personal.sessions.values()):
             self._join(session, channel, personal.name)
 
     def subscription_removed(self, app_id: str, user_id: str, channel: str) -> None:
@@ -572,37 +740,25 @@ class State:
         if personal is None:
             return
         personal.version += 1
-        for session in list(personal.sessions.values()):
+        for session in tuple(personal.sessions.values()):
             self._leave(session, channel, personal.name)
 
     def _personal(self, app_id: str, user_id: str) -> Channel | None:
         app = self.apps.get(app_id)
-        return app.channels.get("personal-" + user_id) if app else None
+        return app.personal.get("personal-" + user_id) if app else None
 
     # -- introspection ------------------------------------------------------------
 
     def sockets(self, app_id: str) -> list[dict]:
-        """Live sockets of an app and their channels."""
+        """Live sockets of an app and their channels, in join order."""
         app = self.apps.get(app_id)
         return [s.describe() for s in app.sessions.values()] if app else []
 
-    def channel_info(self, app_id: str, channel: str) -> dict:
-        """Occupancy of one channel (presence: its users)."""
+    def socket_channels(self, app_id: str, socket_id: str) -> list[str]:
+        """The channels one socket is in, in join order (`[]` if unknown)."""
         app = self.apps.get(app_id)
-        target = app.channels.get(channel) if app else None
-        if target is None:
-            return {
-                "occupied": False,
-                "subscription_count": 0,
-                "user_count": 0,
-                "users": [],
-            }
-        return {
-            "occupied": bool(target.sessions),
-            "subscription_count": len(target.sessions),
-            "user_count": len(target.members),
-            "users": sorted(target.members),
-        }
+        session = app.sessions.get(socket_id) if app else None
+        return list(session.channels) if session else []
 
     def stats(self) -> dict:
         """Counts for health checks."""

@@ -39,6 +39,15 @@ CLOSE_UNKNOWN_APP = 4001
 MAX_EARLY = 10
 """ Messages kept while the app key is looked up; a client sending more is rude """
 
+COMMANDS = {
+    "pusher_subscribe": "subscribe",
+    "pusher_unsubscribe": "unsubscribe",
+    "pusher_latest": "latest",
+    "pusher_ping": "ping",
+    "pusher_pong": "pong",
+}
+""" Protocol commands by name, with `:` spelt `_` """
+
 # server frames are never masked and we negotiate no extension, so a message's
 # frame is the same bytes for every recipient: encode it once for all of them
 _FRAMER = wsproto.frame_protocol.FrameProtocol(client=False, extensions=[])
@@ -61,6 +70,7 @@ class PushiConnection(netius.Connection):
         self.parts: list[str] = []
         self.size = 0
         self.early: list[str] = []  # messages that came before the app was known
+        self.dropping = False  # a close is scheduled for after this dispatch
 
     # -- the Transport State talks to ---------------------------------------------
 
@@ -74,9 +84,9 @@ class PushiConnection(netius.Connection):
         """Reports a successful subscription."""
         self.send_message(self.dialect.subscribed(channel, info))
 
-    def unsubscribed(self, channel: str) -> None:
+    def unsubscribed(self, channel: str, info: dict) -> None:
         """Reports a finished unsubscription."""
-        self.send_message(self.dialect.unsubscribed(channel))
+        self.send_message(self.dialect.unsubscribed(channel, info))
 
     def member_added(self, channel: str, user_id: str, channel_data: dict) -> None:
         """Reports a new presence member."""
@@ -86,13 +96,24 @@ class PushiConnection(netius.Connection):
         """Reports a presence member gone."""
         self.send_message(self.dialect.member_removed(channel, user_id, channel_data))
 
-    def latest(self, channel: str, events: list) -> None:
+    def latest(self, channel: str, info: dict) -> None:
         """Answers `pusher:latest`."""
-        self.send_message(self.dialect.latest(channel, events))
+        self.send_message(self.dialect.latest(channel, info))
 
     def error(self, code: int, message: str, channel: str | None = None) -> None:
         """Reports a refused request."""
         self.send_message(self.dialect.error(code, message, channel))
+
+    def drop(self) -> None:
+        """Closes the connection on the next loop turn, never inside a dispatch.
+
+        Closing at once would take the socket out of State while State walks
+        the channel that decided it (a slow reader in a fan-out, say).
+        """
+        if self.dropping:
+            return
+        self.dropping = True
+        self.owner.delay(self.close)
 
     # -- writing --------------------------------------------------------------------
 
@@ -101,12 +122,16 @@ class PushiConnection(netius.Connection):
         self._write(text_frame(dialects.dumps(message).encode()))
 
     def _write(self, data: bytes) -> None:
-        if not self.is_open() or self.ws.state != wsproto.ConnectionState.OPEN:
+        if (
+            self.dropping
+            or not self.is_open()
+            or self.ws.state != wsproto.ConnectionState.OPEN
+        ):
             return
         if self.pending_s > self.owner.settings.max_send_buffer:
             # a reader this slow would hold the server's memory: drop it instead
             LOGGER.warning("dropping slow reader %s", self.address)
-            self.close()
+            self.drop()
             return
         self.send(data, delay=False)
 
@@ -220,46 +245,61 @@ class PushiConnection(netius.Connection):
         try:
             self._dispatch(message)
         except Exception:
-            # a bug must cost one message, never the loop or the connection
+            # a bug costs this one connection, never the loop or the others
             LOGGER.exception("failed handling %r", message.get("event"))
             self.error(4000, "internal error handling message")
+            self.drop()
 
     def _dispatch(self, message: dict) -> None:
         state, session = self.owner.state, self.session
         event = message["event"]
+        # the published server takes `:` and `_` alike in command names
+        command = COMMANDS.get(event.replace(":", "_"))
+        if command == "ping":
+            self.send_message(self.dialect.pong())
+            return
+        if command == "pong":
+            return
+        if command is None:
+            self._client_event(message)
+            return
         data = message.get("data")
-        if event in ("pusher:subscribe", "pusher:unsubscribe", "pusher:latest"):
-            if isinstance(data, str):
-                try:
-                    data = strict_json.loads(data)
-                except ValueError:
-                    data = None
-            if not isinstance(data, dict):
-                self.error(4000, "%s needs a data object" % event)
-                return
-        if event == "pusher:subscribe":
+        if isinstance(data, str):
+            try:
+                data = strict_json.loads(data)
+            except ValueError:
+                data = None
+        if not isinstance(data, dict):
+            self.error(4000, "%s needs a data object" % event)
+            return
+        if command == "subscribe":
             state.subscribe(
                 session, data.get("channel"), data.get("auth"), data.get("channel_data")
             )
-        elif event == "pusher:unsubscribe":
+        elif command == "unsubscribe":
             state.unsubscribe(session, data.get("channel"))
-        elif event == "pusher:latest":
+        else:
             state.latest(
                 session, data.get("channel"), data.get("skip"), data.get("count")
             )
-        elif event == "pusher:ping":
-            self.send_message(self.dialect.pong())
-        elif event == "pusher:pong":
-            pass
-        else:
-            state.client_event(
-                session,
-                message.get("channel"),
-                event,
-                data,
-                echo=message.get("echo", False) is True,
-                persist=message.get("persist", True) is not False,
+
+    def _client_event(self, message: dict) -> None:
+        if "channel" not in message or "data" not in message:
+            channel = message.get("channel")
+            self.error(
+                4000,
+                "client events need a channel and data",
+                channel if isinstance(channel, str) else None,
             )
+            return
+        self.owner.state.client_event(
+            self.session,
+            message["channel"],
+            message["event"],
+            message["data"],
+            echo=bool(message.get("echo", False)),
+            persist=bool(message.get("persist", True)),
+        )
 
 
 class PushiServer(netius.StreamServer):
@@ -300,11 +340,15 @@ class PushiServer(netius.StreamServer):
         connection.feed(data)
 
     def on_connection_d(self, connection) -> None:
-        """Forgets a closed socket's memberships."""
+        """Forgets a closed socket's memberships, on the next loop turn.
+
+        netius may close a socket from inside a write that State is making in
+        the middle of a fan-out; State must not change under its own feet.
+        """
         netius.StreamServer.on_connection_d(self, connection)
-        if connection.session is not None:
-            self.state.disconnect(connection.session)
-            connection.session = None
+        session, connection.session = connection.session, None
+        if session is not None:
+            self.delay(lambda: self.state.disconnect(session))
 
     def shutdown(self) -> None:
         """Closes every socket with 1001 and stops the loop (from any thread)."""

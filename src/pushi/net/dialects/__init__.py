@@ -10,10 +10,11 @@ from .pushi import PUSHI, Dialect, dumps
 def resolve(target: str) -> tuple[Dialect, str]:
     """The dialect and app key named by a WebSocket request target.
 
-    `/<key>` speaks the Pushi dialect; the query string is never part of the key.
+    The Pushi dialect takes the text after the last `/` of the path as the key
+    (`/<key>`, or any prefix before it); the query string is never part of it.
     """
     path = urllib.parse.urlsplit(target).path
-    return PUSHI, path.strip("/")
+    return PUSHI, path.rsplit("/", 1)[-1]
 
 
 __all__ = ["PUSHI", "Dialect", "dumps", "resolve"]

@@ -1,7 +1,8 @@
 """The Pushi dialect: message shapes of pushi.js and the published Pushi clients.
 
-A dialect turns State's semantic replies into JSON messages and says how a URL
-path names the app. Delivered events share one shape in both dialects, so they
+A dialect turns State's semantic replies into JSON messages. Fields the published
+server sends string-encoded (`data` of channel replies, `member`) use Python's
+`json.dumps` defaults, as it does: clients compare those strings. Delivered events
 are encoded once by State and never pass through here.
 """
 
@@ -11,7 +12,7 @@ import json
 
 
 def dumps(value) -> str:
-    """Compact JSON, the form every message travels in."""
+    """Compact JSON, the form every frame travels in."""
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -19,59 +20,59 @@ class Dialect:
     """The Pushi dialect, spoken by pushi.js and the published Pushi clients."""
 
     name = "pushi"
-    activity_timeout = 120
 
     def connected(self, socket_id: str) -> dict:
         """The first message of a connection."""
-        data = {"socket_id": socket_id, "activity_timeout": self.activity_timeout}
-        return {"event": "pusher:connection_established", "data": dumps(data)}
+        data = json.dumps({"socket_id": socket_id})
+        return {"event": "pusher:connection_established", "data": data}
 
     def subscribed(self, channel: str, info: dict) -> dict:
         """`pusher_internal:subscription_succeeded` with the channel's details."""
-        data = {"name": channel}
-        data.update(info)
-        return self._reply("pusher_internal:subscription_succeeded", channel, data)
+        return self._reply("pusher_internal:subscription_succeeded", channel, info)
 
-    def unsubscribed(self, channel: str) -> dict:
-        """`pusher_internal:unsubscription_succeeded`."""
-        return self._reply(
-            "pusher_internal:unsubscription_succeeded", channel, {"name": channel}
-        )
+    def unsubscribed(self, channel: str, info: dict) -> dict:
+        """`pusher_internal:unsubscription_succeeded`: the state after leaving."""
+        return self._reply("pusher_internal:unsubscription_succeeded", channel, info)
 
-    def latest(self, channel: str, events: list) -> dict:
+    def latest(self, channel: str, info: dict) -> dict:
         """`pusher_internal:latest`: stored events, newest first."""
-        data = {"name": channel, "events": events}
-        return self._reply("pusher_internal:latest", channel, data)
+        return self._reply("pusher_internal:latest", channel, info)
 
     def member_added(self, channel: str, user_id: str, channel_data: dict) -> dict:
         """A user's first socket joined a presence channel."""
-        return {
-            "event": "pusher:member_added",
-            "channel": channel,
-            "member": dumps(channel_data),
-        }
+        return self._member("pusher:member_added", channel, channel_data)
 
     def member_removed(self, channel: str, user_id: str, channel_data: dict) -> dict:
         """A user's last socket left a presence channel."""
-        return {
-            "event": "pusher:member_removed",
-            "channel": channel,
-            "member": dumps(channel_data),
-        }
+        return self._member("pusher:member_removed", channel, channel_data)
 
     def error(self, code: int, message: str, channel: str | None = None) -> dict:
-        """`pusher:error`, naming the channel when a channel request failed."""
-        reply = {"event": "pusher:error", "data": {"code": code, "message": message}}
-        if channel is not None:
-            reply["channel"] = channel
-        return reply
+        """`pusher:error`; `channel` always there (pushi.js reads it on every
+        message), empty when the error concerns no channel."""
+        return {
+            "event": "pusher:error",
+            "channel": channel or "",
+            "data": {"code": code, "message": message},
+        }
 
     def pong(self) -> dict:
         """The answer to `pusher:ping`."""
         return {"event": "pusher:pong", "data": {}}
 
-    def _reply(self, event: str, channel: str, data: dict) -> dict:
-        return {"event": event, "channel": channel, "data": dumps(data)}
+    @staticmethod
+    def _reply(event: str, channel: str, info: dict) -> dict:
+        # always exactly these four keys, in this order
+        data = {
+            "name": channel,
+            "members": info["members"],
+            "alias": info["alias"],
+            "events": info["events"],
+        }
+        return {"event": event, "data": json.dumps(data), "channel": channel}
+
+    @staticmethod
+    def _member(event: str, channel: str, channel_data: dict) -> dict:
+        return {"event": event, "member": json.dumps(channel_data), "channel": channel}
 
 
 PUSHI = Dialect()
