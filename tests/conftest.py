@@ -144,7 +144,9 @@ class AppClient:
         self.http = requests.Session()
         self.http.verify = False
         self.http.trust_env = False  # CA bundle variables would override verify
-        created = self.http.post(server.api + "apps", json={"name": name})
+        # app names are unique on a server (contract §2): each gets a suffix
+        self.name = "%s-%s" % (name, secrets.token_hex(4))
+        created = self.http.post(server.api + "apps", json={"name": self.name})
         assert created.status_code == 200, created.text
         self.info = created.json()
         self.ident = self.info["ident"]
