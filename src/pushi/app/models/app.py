@@ -1,63 +1,76 @@
-"""App: one tenant of the server, with its credentials."""
+"""App: one tenant of the server, with its credentials and settings."""
 
 from __future__ import annotations
 
-import time
+import secrets
 
 import appier
 
-from ...base import auth
 from .base import PushiBase
+
+SETTINGS = (
+    "name",
+    "apn_sandbox",
+    "apn_key",
+    "apn_cer",
+    "vapid_key",
+    "vapid_email",
+    "smtp_url",
+)
+""" What a caller may set on an app; the credentials are always generated """
+
+
+def new_credential() -> str:
+    """A fresh ident, key or secret: 64 lowercase hex characters (256 bits)."""
+    return secrets.token_hex(32)
 
 
 class App(PushiBase):
-    """An application: its WebSocket key, its REST credentials and settings."""
+    """An application: its ident, WebSocket key, secret and push settings."""
 
-    name = appier.field(index=True)
-    ident = appier.field(index=True, immutable=True)
-    key = appier.field(index=True, immutable=True)
-    secret = appier.field(private=True, immutable=True)
-    created = appier.field(type=float, immutable=True, safe=True)
+    name = appier.field(index=True, default=True, observations="""Display name""")
+    ident = appier.field(index=True, safe=True, immutable=True)
+    key = appier.field(index=True, safe=True, immutable=True)
+    secret = appier.field(index=True, safe=True, immutable=True)
+    apn_sandbox = appier.field(type=bool, description="APN Sandbox")
+    apn_key = appier.field(meta="longtext", description="APN Key")
+    apn_cer = appier.field(meta="longtext", description="APN Cer")
+    vapid_key = appier.field(meta="longtext", description="VAPID Private Key")
+    vapid_email = appier.field(description="VAPID Email")
+    smtp_url = appier.field(description="SMTP URL")
 
     @classmethod
     def validate(cls) -> list:
-        """A name is required and bounded."""
+        """A name is required and unique across the server."""
         return super().validate() + [
             appier.not_null("name"),
             appier.not_empty("name"),
-            appier.string_lt("name", 256),
+            appier.not_duplicate("name", cls._name()),
         ]
 
     @classmethod
-    def create_names(cls) -> list[str]:
-        """Callers may only choose the name: credentials are generated."""
-        return ["name"]
+    def list_names(cls) -> list[str]:
+        """Columns of the back-office listing."""
+        return ["name", "ident", "apn_sandbox"]
 
     @classmethod
-    def update_names(cls) -> list[str]:
-        """Settings a PUT may change."""
-        return ["name"]
+    def settings(cls, fields: dict) -> dict:
+        """The fields of a request an app takes: its settings, never credentials."""
+        return {name: fields[name] for name in SETTINGS if name in fields}
 
     def pre_create(self) -> None:
-        """Generates the credentials of a new app."""
+        """Generates the credentials of a new app (caller values are ignored)."""
         super().pre_create()
-        self.ident = auth.new_ident()
-        self.key = auth.new_key()
-        self.secret = auth.new_key()
-        self.created = time.time()
+        self.ident = new_credential()
+        self.key = new_credential()
+        self.secret = new_credential()
+        self.instance = self.ident
+
+    def post_save(self) -> None:
+        """Live sockets learn of a new or renamed app at once."""
+        super().post_save()
+        self.tell_state("app_changed", self.credentials())
 
     def credentials(self) -> dict:
         """What State needs to know of the app."""
         return dict(ident=self.ident, key=self.key, secret=self.secret, name=self.name)
-
-    def public(self, secret: bool = False) -> dict:
-        """The JSON shape returned by the REST API; the secret only on creation."""
-        result = dict(
-            name=self.name,
-            ident=self.ident,
-            key=self.key,
-            created=getattr(self, "created", None),
-        )
-        if secret:
-            result["secret"] = self.secret
-        return result

@@ -1,4 +1,4 @@
-"""PushiEvent: one persisted event, as it was delivered."""
+"""PushiEvent: one stored event, as it was delivered."""
 
 from __future__ import annotations
 
@@ -6,36 +6,59 @@ import appier
 
 from .base import PushiBase
 
-FIELDS = ("channel", "event", "data", "mid", "timestamp")
+STAMPS = ("mid", "timestamp")
+""" Keys the store adds to a delivered message; the record keeps them apart """
 
 
 class PushiEvent(PushiBase):
-    """A stored event of an app's channel, kept for `latest` and offline users."""
+    """A stored event of an app's channel, kept for `latest` and offline users.
 
-    app_id = appier.field(index=True)
-    mid = appier.field(index=True)
-    channel = appier.field()
-    event = appier.field()
-    data = appier.field()
-    timestamp = appier.field(type=float)
-    extra = appier.field(type=dict)
+    `data` is the delivered message without `mid` and `timestamp` (those are
+    fields of their own), so it reads `{"data": ..., "channel": ..., "event": ...}`
+    plus whatever else the publisher sent.
+    """
+
+    mid = appier.field(index=True, immutable=True)
+    channel = appier.field(index=True, immutable=True)
+    owner_id = appier.field(immutable=True)
+    timestamp = appier.field(type=float, immutable=True)
+    data = appier.field(type=dict, immutable=True)
+
+    # written for every stored event: the admin base's indexes on these (in
+    # every direction, on MongoDB) would cost each write B-tree inserts that
+    # no query of Pushi uses
+    unindexed = ("enabled", "created", "modified")
 
     compound = (
-        (("app_id", 1), ("channel", 1), ("id", -1)),
-        (("app_id", 1), ("id", -1)),
+        (("instance", 1), ("channel", 1), ("id", -1)),
+        (("instance", 1), ("id", -1)),
     )
 
     @classmethod
-    def document(cls, app_id: str, ident: int, message: dict) -> dict:
-        """The stored form of a delivered message."""
-        extra = {k: v for k, v in message.items() if k not in FIELDS}
-        document = {name: message.get(name) for name in FIELDS}
-        document.update(app_id=app_id, id=ident, extra=extra)
-        return document
+    def validate(cls) -> list:
+        """What makes a record an event."""
+        return super().validate() + [
+            appier.not_null("mid"),
+            appier.not_empty("mid"),
+            appier.not_null("channel"),
+            appier.not_empty("channel"),
+            appier.not_null("timestamp"),
+        ]
 
-    @staticmethod
-    def message(document: dict) -> dict:
-        """The delivered form of a stored event."""
-        message = dict(document.get("extra") or {})
-        message.update({name: document.get(name) for name in FIELDS})
-        return message
+    @classmethod
+    def list_names(cls) -> list[str]:
+        """Columns of the back-office listing."""
+        return ["mid", "channel", "owner_id", "timestamp"]
+
+    @classmethod
+    def document(cls, common: dict, message: dict, owner_id: str | None = None) -> dict:
+        """The stored record of a delivered message (common fields given)."""
+        document = dict(common)
+        document.update(
+            mid=message["mid"],
+            channel=message["channel"],
+            owner_id=owner_id,
+            timestamp=message["timestamp"],
+            data={k: v for k, v in message.items() if k not in STAMPS},
+        )
+        return document
