@@ -7,7 +7,10 @@ app whose adapter is the embedded store:
 - single inserts through a model's ``save()`` (with Appier's integer ``id``
   counter, one counter update per document, as the REST-created models have;
   and without one);
-- ``insert_many`` in batches of 100 (what the persistence worker does);
+- ``insert_many`` in batches of 100;
+- the persistence worker's own write (``pushi.store.write_events``) with the
+  real models, in batches of 100 triggers of one event each, on a channel two
+  users follow (so each event also writes two associations);
 
 at 1,000 and 10,000 documents (``--sizes`` to change). The design asks for at
 least 2,000 event writes a second.
@@ -32,8 +35,10 @@ except ImportError:  # run from a checkout without installing
         0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
     )
     from pushi.store.embedded import EmbeddedAdapter, insert_many
-
 import appier
+
+from pushi.app.models import Association, PushiEvent, Subscription
+from pushi.store import write_events
 
 
 class BenchPlain(appier.Model):
@@ -75,8 +80,8 @@ def run(count: int, work: Callable[[int], None], model: type[appier.Model]) -> f
         name="bench_store", adapter_c=lambda: adapter, session_c=appier.MemorySession
     )
     try:
-        BenchEvent.setup()
-        BenchPlain.setup()
+        for setup in (BenchEvent, BenchPlain, PushiEvent, Association, Subscription):
+            setup.setup()
         started = time.perf_counter()
         work(count)
         elapsed = time.perf_counter() - started
@@ -119,6 +124,35 @@ def batches(size: int) -> Callable[[int], None]:
     return work
 
 
+def triggers(size: int) -> Callable[[int], None]:
+    """``count`` events through ``write_events``, ``size`` triggers per batch."""
+
+    def work(count: int) -> None:
+        for user_id in ("alice", "bob"):
+            Subscription(instance="app0", user_id=user_id, event="news").save()
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            write_events(
+                [("app0", [message(index)], None) for index in range(start, stop)]
+            )
+        links = Association.count()
+        if links != 2 * count:
+            raise RuntimeError("expected %d associations, got %d" % (2 * count, links))
+
+    return work
+
+
+def message(index: int) -> dict:
+    """One delivered message, as State hands it to the store."""
+    return dict(
+        data='{"text": "hello number %d"}' % index,
+        channel="news",
+        event="message",
+        mid="%032x" % index,
+        timestamp=1_700_000_000.0 + index,
+    )
+
+
 def main() -> None:
     """Prints one line per measure: what, how many documents, documents/s."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -132,6 +166,11 @@ def main() -> None:
             "insert_many, batches of %d" % options.batch,
             batches(options.batch),
             BenchEvent,
+        ),
+        (
+            "write_events, batches of %d" % options.batch,
+            triggers(options.batch),
+            PushiEvent,
         ),
     ]
     print("embedded store (neosqlite %s, SQLite %s)" % _versions())

@@ -11,6 +11,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 import typing
 
 LOGGER = logging.getLogger("pushi")
@@ -70,13 +71,25 @@ class Store:
 
     # -- requests ---------------------------------------------------------------
 
-    def persist(self, app_id: str, message: dict) -> None:
-        """Queues a delivered event for storage (from the loop: never blocks)."""
+    def persist(
+        self, app_id: str, messages: list[dict], owner_id: str | None = None
+    ) -> None:
+        """Queues one trigger's delivered messages for storage (never blocks).
+
+        One call per trigger: a REST publish to a list of channels, or one
+        client event. Each message (with its own `mid` and `timestamp`) becomes
+        an event record; each user following one of the channels gets one
+        association for the trigger (`owner_id`: the sender socket, or None).
+        """
+        if not messages:
+            return
         try:
-            self._queue.put_nowait((_EVENT, app_id, message))
+            self._queue.put_nowait((_EVENT, app_id, list(messages), owner_id))
         except queue.Full:
-            self.dropped += 1
-            LOGGER.error("store queue full: event %s not persisted", message.get("mid"))
+            self.dropped += len(messages)
+            LOGGER.error(
+                "store queue full: event %s not persisted", messages[0].get("mid")
+            )
 
     def submit(
         self, function: typing.Callable, args: tuple, callback: typing.Callable
@@ -150,18 +163,20 @@ class Store:
     def _write(self, batch: list, retry: bool = False) -> None:
         if not batch:
             return
+        triggers = [(item[1], item[2], item[3]) for item in batch]
         try:
-            items = [(app_id, message) for _, app_id, message in batch]
-            write_events(items, skip_stored=retry)
-            self.written += len(batch)
+            write_events(triggers, skip_stored=retry)
+            self.written += sum(len(item[2]) for item in batch)
             return
         except Exception:
             if len(batch) == 1:
-                self.dropped += 1
-                LOGGER.exception("could not persist event %s", batch[0][2].get("mid"))
+                self.dropped += len(batch[0][2])
+                LOGGER.exception(
+                    "could not persist event %s", batch[0][2][0].get("mid")
+                )
                 return
-        # one bad event must not cost the others of its batch (other apps' too);
-        # MongoDB may have kept the events before the bad one: skip those
+        # one bad trigger must not cost the others of its batch (other apps'
+        # too); MongoDB may have kept the records before the bad one: skip those
         for item in batch:
             self._write([item], retry=True)
 
@@ -186,7 +201,7 @@ class Store:
 
     @staticmethod
     def find_app(key: str) -> dict | None:
-        """An app's credentials by its key."""
+        """An app's credentials (ident, key, secret, name) by its key."""
         from ..app.models import App
 
         app = App.get(key=key, rules=False, raise_e=False)
@@ -194,25 +209,26 @@ class Store:
 
     @staticmethod
     def channel_events(app_id: str, channel: str, skip: int, count: int) -> list:
-        """Stored events of a channel, newest first."""
+        """Stored event records of a channel, newest first, without `_id`."""
         from ..app.models import PushiEvent
 
-        return _events(PushiEvent, {"app_id": app_id, "channel": channel}, skip, count)
+        query = {"instance": app_id, "channel": channel}
+        return _records(PushiEvent, query, skip, count)
 
     @staticmethod
     def app_events(app_id: str, skip: int, count: int) -> list:
-        """Stored events of an app across channels, newest first."""
+        """Stored event records of an app across channels, newest first."""
         from ..app.models import PushiEvent
 
-        return _events(PushiEvent, {"app_id": app_id}, skip, count)
+        return _records(PushiEvent, {"instance": app_id}, skip, count)
 
     @staticmethod
     def user_events(app_id: str, user_id: str, skip: int, count: int) -> list:
-        """Events stored for a user's personal channel, newest first."""
+        """A user's personal history (through associations), newest first."""
         from ..app.models import Association, PushiEvent
 
         links = Association._collection().find(
-            {"app_id": app_id, "user_id": user_id},
+            {"instance": app_id, "user_id": user_id},
             sort=[("id", -1)],
             skip=skip,
             limit=count,
@@ -220,17 +236,22 @@ class Store:
         mids = [link["mid"] for link in links]
         if not mids:
             return []
-        found = PushiEvent._collection().find({"app_id": app_id, "mid": {"$in": mids}})
-        by_mid = {document["mid"]: PushiEvent.message(document) for document in found}
+        found = PushiEvent._collection().find(
+            {"instance": app_id, "mid": {"$in": mids}}
+        )
+        by_mid = {document["mid"]: _record(document) for document in found}
         return [by_mid[mid] for mid in mids if mid in by_mid]
 
     @staticmethod
     def subscriptions(app_id: str, user_id: str) -> list[str]:
-        """The channels a user follows."""
+        """The channels a user follows, in subscription-creation order."""
         from ..app.models import Subscription
 
-        found = Subscription._collection().find({"app_id": app_id, "user_id": user_id})
-        return sorted({document["event"] for document in found})
+        found = Subscription._collection().find(
+            {"instance": app_id, "user_id": user_id}, sort=[("id", 1)]
+        )
+        # a pair is unique through the API, but the back-office may repeat one
+        return list(dict.fromkeys(document["event"] for document in found))
 
     @classmethod
     def personal(cls, app_id: str, user_id: str, count: int) -> tuple[list, list]:
@@ -240,44 +261,78 @@ class Store:
         )
 
 
-def _events(model, query: dict, skip: int, count: int) -> list:
+def _record(document: dict) -> dict:
+    """A stored record as State sends it over WebSocket: no `_id`."""
+    record = dict(document)
+    record.pop("_id", None)
+    return record
+
+
+def _records(model, query: dict, skip: int, count: int) -> list:
     found = model._collection().find(query, sort=[("id", -1)], skip=skip, limit=count)
-    return [model.message(document) for document in found]
+    return [_record(document) for document in found]
 
 
-def write_events(items: list[tuple[str, dict]], skip_stored: bool = False) -> None:
-    """Stores a batch of delivered events and links them to their subscribers.
+def write_events(
+    triggers: list[tuple[str, list[dict], str | None]], skip_stored: bool = False
+) -> None:
+    """Stores a batch of triggers and links their events to the users following.
 
-    `skip_stored` leaves out events whose `mid` is already stored (a retry).
+    Each trigger is `(app_id, messages, owner_id)`. A user subscribed to the
+    channels of several messages of one trigger gets one association, for the
+    first of them (clients get one copy per trigger, too). `skip_stored`
+    (a retry) leaves out what is already stored: events by `mid`, and the
+    associations of events that already have some.
     """
-    from ..app.models import Association, PushiEvent, Subscription
+    from ..app.models import Association, PushiBase, PushiEvent, Subscription
     from .embedded import insert_many
 
+    stored: set[str] = set()
+    linked: set[str] = set()
     if skip_stored:
-        mids = [message["mid"] for _, message in items]
-        found = PushiEvent._collection().find({"mid": {"$in": mids}})
-        stored = {document["mid"] for document in found}
-        items = [item for item in items if item[1]["mid"] not in stored]
-        if not items:
-            return
+        mids = [message["mid"] for _, messages, _ in triggers for message in messages]
+        query = {"mid": {"$in": mids}}
+        stored = {d["mid"] for d in PushiEvent._collection().find(query, ["mid"])}
+        linked = {d["mid"] for d in Association._collection().find(query, ["mid"])}
 
-    ids = PushiEvent.reserve_ids(len(items))
-    documents = [
-        PushiEvent.document(app_id, ident, message)
-        for ident, (app_id, message) in zip(ids, items, strict=True)
+    now = time.time()
+    pending = [
+        (app_id, message, owner_id)
+        for app_id, messages, owner_id in triggers
+        for message in messages
+        if message["mid"] not in stored
     ]
-    insert_many(PushiEvent._collection(), documents)
+    if pending:
+        ids = PushiEvent.reserve_ids(len(pending))
+        documents = [
+            PushiEvent.document(PushiBase.common(app_id, ident, now), message, owner)
+            for ident, (app_id, message, owner) in zip(ids, pending, strict=True)
+        ]
+        insert_many(PushiEvent._collection(), documents)
 
     followers: dict[tuple[str, str], list[str]] = {}
-    links = []
-    for document in documents:
-        key = (document["app_id"], document["channel"])
-        if key not in followers:
-            found = Subscription._collection().find({"app_id": key[0], "event": key[1]})
-            followers[key] = sorted({s["user_id"] for s in found})
-        links.extend(
-            dict(app_id=key[0], user_id=user_id, mid=document["mid"], id=document["id"])
-            for user_id in followers[key]
-        )
+    links: list[tuple[str, str, str]] = []
+    for app_id, messages, _owner in triggers:
+        reached: set[str] = set()
+        for message in messages:
+            key = (app_id, message["channel"])
+            if key not in followers:
+                found = Subscription._collection().find(
+                    {"instance": app_id, "event": key[1]}, ["user_id"]
+                )
+                followers[key] = list(dict.fromkeys(d["user_id"] for d in found))
+            for user_id in followers[key]:
+                if user_id in reached:
+                    continue
+                reached.add(user_id)
+                if message["mid"] not in linked:
+                    links.append((app_id, user_id, message["mid"]))
     if links:
-        insert_many(Association._collection(), links)
+        ids = Association.reserve_ids(len(links))
+        insert_many(
+            Association._collection(),
+            [
+                Association.document(PushiBase.common(app_id, ident, now), user, mid)
+                for ident, (app_id, user, mid) in zip(ids, links, strict=True)
+            ],
+        )
