@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import secrets
 import typing
+import uuid
 
 import appier
 import appier_extras
@@ -19,6 +21,12 @@ if typing.TYPE_CHECKING:
     from ..store import Store
 
 LOGGER = logging.getLogger("pushi")
+
+REFUSED = "pushi.refused"
+""" WSGI environ key: a request refused before Appier could parse it """
+
+HIDDEN = ("traceback", "meta")
+""" Keys of Appier's error body that only its debug mode fills: never sent """
 
 
 class PushiApp(appier.APIApp):
@@ -56,36 +64,57 @@ class PushiApp(appier.APIApp):
             return importlib.import_module("pushi.app." + name)
         return appier.APIApp._import(self, name)
 
+    # -- requests Appier cannot take ----------------------------------------------
+
     def application_wsgi(self, environ, start_response):
-        """Refuses what Appier would choke on before its own handling starts.
+        """Refuses, in Appier's error shape, what Appier would choke on.
 
         Appier reads and decodes the whole body before any controller runs, so
-        the size limit is applied here, and a request it cannot parse (bad
-        encoding, bad multipart, bad credentials header) gets a 400, not silence.
+        the size limit is applied here (413). A request it cannot parse (bad
+        encoding, bad multipart, bad credentials header) gets a 400. Either is
+        handled again without its body, so that the refusal goes through
+        Appier's own error handling (body, `X-Error-Id`, CORS headers).
         """
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > self.settings.max_message:
-            return self._refuse(start_response, 413, "request body too large")
+            return self._refused(environ, start_response, 413, "Request too large")
         try:
             return appier.APIApp.application_wsgi(self, environ, start_response)
         except Exception as exception:
             self.logger.info("unparseable request: %s", exception)
-            return self._refuse(start_response, 400, "malformed request")
+            return self._refused(environ, start_response, 400, "Malformed request")
 
-    @staticmethod
-    def _refuse(start_response, code: int, message: str) -> list[bytes]:
-        body = json.dumps({"error": message, "message": message, "code": code})
-        start_response(
-            "%d %s" % (code, "Bad Request" if code == 400 else "Payload Too Large"),
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-            ],
+    def _refused(self, environ, start_response, code: int, message: str):
+        # the query string stays (it may carry the session the error body
+        # names); the path is never routed and may be what Appier choked on
+        bare = dict(environ)
+        bare.update(
+            {
+                REFUSED: (code, message),
+                "PATH_INFO": "/",
+                "CONTENT_LENGTH": "0",
+                "wsgi.input": io.BytesIO(),
+            }
         )
-        return [body.encode()]
+        bare.pop("HTTP_AUTHORIZATION", None)
+        try:
+            return appier.APIApp.application_wsgi(self, bare, start_response)
+        except Exception as exception:
+            self.logger.info("request refused without Appier: %s", exception)
+            return _error_body(start_response, code, message)
+
+    def handle(self):
+        """Raises the refusal of a request marked by `application_wsgi`."""
+        refused = self.request.environ.get(REFUSED)
+        if refused:
+            code, message = refused
+            raise appier.OperationalError(message=message, code=code)
+        return appier.APIApp.handle(self)
+
+    # -- errors ---------------------------------------------------------------------
 
     def to_signin(self, error):
         """Sends a browser that is not signed in to the back-office sign-in page."""
@@ -104,23 +133,62 @@ class PushiApp(appier.APIApp):
     log_warning = log_error
 
     def handle_error(self, exception):
-        """Every error answers JSON `{error, message, code}`, never a stack trace."""
-        code = getattr(exception, "code", None)
-        if not isinstance(code, int) or not 400 <= code < 600:
-            code = 500
-        message = getattr(exception, "message", None) or str(exception)
+        """Appier's standard error body, never a stack trace nor internals.
+
+        `{"result": "error", "name", "message", "code", "uid", "session"
+        [, "errors"]}` with `X-Error-Id`. Appier adds a traceback in its debug
+        mode: that is removed whatever the settings. A busy loop or store is a
+        503; any other fault that is no Appier exception is a 500 naming its
+        class but not its message (it may tell hosts, paths or queries).
+        """
+        name = type(exception).__name__
         if isinstance(exception, (TimeoutError, StoreError)):
-            code, message = 503, "server busy, try again"
-        elif code >= 500:
-            message = "internal server error"
-        self.request.set_code(code)
-        handled = self.call_error(
-            exception, code=code, scope=self.request.context.__class__, json=True
-        )
-        if handled:
-            return handled
-        result = dict(error=message, message=message, code=code)
-        errors = getattr(exception, "errors", None)
-        if errors and code < 500:
-            result["errors"] = errors
+            name = None
+            exception = appier.OperationalError(
+                message="Server busy, try again", code=503
+            )
+        elif not isinstance(exception, appier.AppierException) or not _http_code(
+            exception
+        ):
+            exception = appier.AppierException(
+                message="Internal server error", code=500
+            )
+        else:
+            name = None
+        result = appier.APIApp.handle_error(self, exception)
+        if isinstance(result, dict):
+            for key in HIDDEN:
+                result.pop(key, None)
+            if name is not None and result.get("result") == "error":
+                result["name"] = name
         return result
+
+
+def _http_code(exception) -> bool:
+    code = getattr(exception, "code", None)
+    return isinstance(code, int) and 400 <= code < 600
+
+
+def _error_body(start_response, code: int, message: str) -> list[bytes]:
+    """Appier's error body, written by hand (when Appier itself failed)."""
+    uid = str(uuid.uuid4())
+    body = json.dumps(
+        dict(
+            result="error",
+            name="OperationalError",
+            message=message,
+            code=code,
+            uid=uid,
+            session=None,
+        )
+    ).encode()
+    start_response(
+        "%d %s" % (code, "Request Entity Too Large" if code == 413 else "Bad Request"),
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Error-Id", uid),
+            ("Access-Control-Allow-Origin", "*"),
+        ],
+    )
+    return [body]

@@ -3,6 +3,7 @@
 from .apps import AppsController
 from .events import EventsController
 from .health import HealthController
+from .info import InfoController
 from .session import SessionController
 from .sockets import SocketsController
 from .subscriptions import SubscriptionsController
@@ -11,6 +12,7 @@ __all__ = [
     "AppsController",
     "EventsController",
     "HealthController",
+    "InfoController",
     "SessionController",
     "SocketsController",
     "SubscriptionsController",

@@ -1,4 +1,4 @@
-"""Apps: registration and the session's own app."""
+"""Apps: registration, and the session's own app (with its secret)."""
 
 from __future__ import annotations
 
@@ -9,49 +9,49 @@ from .base import PushiController
 
 
 class AppsController(PushiController):
-    """Creates apps; reads and updates the session's app (never another)."""
+    """Creates apps; reads and updates the session's app, never another."""
 
     @appier.route("/apps", "POST", json=True)
     def create(self):
-        """Registers an app; the only answer that ever carries its secret."""
+        """Registers an app (`name` from JSON, form or query): the App record."""
         if self.owner.settings.registration == "admin" and not appier.check_login(
             self, token="admin"
         ):
-            raise appier.AppierException(
-                message="registration needs an admin login", code=403
-            )
-        (name,) = self.required(self.body(), "name")
-        app = App(name=name)
+            raise appier.AppierException(message="Not enough permissions", code=403)
+        app = App.new(model=App.settings(self.fields()), form=False)
         app.save()
-        self.owner.state.call(self.owner.state.app_changed, app.credentials())
-        return app.public(secret=True)
+        return app.record()
 
     @appier.route("/apps", "GET", json=True)
     def list(self):
-        """The session's app, as a list (an app sees only itself)."""
-        return [self._app(self.session_app()).public()]
+        """`{"apps": [...]}`: the session's own app, secret included."""
+        return dict(apps=[self._own(self.session_app()).record()])
 
     @appier.route("/apps/<str:ident>", "GET", json=True)
     def show(self, ident):
-        """One app: the session's own."""
-        return self._app(self.own_app(ident)).public()
+        """The session's own app (with its secret); any other ident is a 404."""
+        return self._own(ident).record()
 
     @appier.route("/apps/<str:ident>", "PUT", json=True)
     def update(self, ident):
-        """Changes the app's settings (its name)."""
-        app = self._app(self.own_app(ident))
-        fields = self.body()
-        if "name" in fields:
-            if not isinstance(fields["name"], str):
-                raise appier.AppierException(message="name must be a string", code=400)
-            app.name = fields["name"]
-        app.save()
-        self.owner.state.call(self.owner.state.app_changed, app.credentials())
-        return app.public()
+        """Changes the app's settings; answers its name as text/plain.
 
-    @staticmethod
-    def _app(ident: str) -> App:
-        app = App.get(ident=ident, rules=False, raise_e=False)
+        That is what the published server answers (the record's string form),
+        and what the published client library hands back from `update_app`.
+        """
+        app = self._own(ident)
+        fields = App.settings(self.fields())
+        if fields:
+            app.apply(fields, form=False)
+            app.save()
+        return str(app.name)
+
+    def _own(self, ident: str) -> App:
+        """The app `ident` when it is the session's own, else a 404."""
+        app_id = self.session_app()
+        app = None
+        if ident == app_id:
+            app = App.get(ident=ident, raise_e=False)
         if app is None:
-            raise appier.AppierException(message="app not found", code=404)
+            raise appier.NotFoundError(message="App not found", code=404)
         return app

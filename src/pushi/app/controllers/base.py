@@ -1,4 +1,4 @@
-"""What every Pushi controller shares: the session's app and request bodies."""
+"""What every Pushi controller shares: the session's app and request fields."""
 
 from __future__ import annotations
 
@@ -7,66 +7,83 @@ import appier
 from ...base import strict_json
 
 RESERVED_PARAMS = ("sid", "session_id", "_sid")
+""" Session token parameters: never a field of the record a call makes """
+
+NOT_AUTHENTICATED = "User not authenticated"
+""" Appier's message for a missing session (the published server's 403) """
 
 
 class PushiController(appier.Controller):
-    """Thin controllers: parse and check the request, hand the work to State."""
+    """Thin controllers: parse and check the request, hand the work on."""
 
     def session_app(self) -> str:
-        """The id of the app logged in on this session (401 when none)."""
-        app_id = self.session.get("app_id") if self.session else None
+        """The ident of the app logged in on this session, else a 403.
+
+        A session without an app (none, unknown, logged out, or an admin
+        sign-in) never reaches app data: every app route is scoped to one app.
+        """
+        session = self.session
+        app_id = session.get("app_id") if session else None
         if not app_id:
-            raise appier.AppierException(message="login required", code=401)
+            raise appier.AppierException(message=NOT_AUTHENTICATED, code=403)
         return app_id
 
-    def own_app(self, ident: str) -> str:
-        """Checks that a route's app is the session's own (403 otherwise)."""
-        app_id = self.session_app()
-        if ident != app_id:
-            raise appier.AppierException(message="not your app", code=403)
-        return app_id
+    def json_body(self) -> dict:
+        """The request body as a JSON object (strict parser), else a 400.
 
-    def body(self) -> dict:
-        """The request's fields: a JSON object body, else form and query fields."""
-        limit = self.owner.settings.max_message
+        Key order is kept: a publish echoes the body as it came.
+        """
         data = self.request.get_data() or b""
-        if len(data) > limit:
-            raise appier.AppierException(message="request body too large", code=413)
+        if not data:
+            return {}
+        try:
+            fields = strict_json.loads(data)
+        except ValueError as error:
+            raise appier.OperationalError(
+                message="Body is not valid JSON: %s" % error, code=400
+            ) from None
+        if not isinstance(fields, dict):
+            raise appier.OperationalError(
+                message="Body must be a JSON object", code=400
+            )
+        return fields
+
+    def fields(self) -> dict:
+        """The request's fields: query, then form fields, then a JSON object body.
+
+        Later sources win. Session tokens are left out.
+        """
+        fields = {
+            name: value
+            for name, value in self.request.params_s.items()
+            if name not in RESERVED_PARAMS
+        }
+        fields.update(
+            (name, value)
+            for name, value in self.request.post_s.items()
+            if name not in RESERVED_PARAMS
+        )
         content_type = self.request.get_header("Content-Type") or ""
-        if data and "json" in content_type:
-            try:
-                fields = strict_json.loads(data)
-            except ValueError as error:
-                raise appier.AppierException(
-                    message="body is not valid JSON: %s" % error, code=400
-                ) from None
-            if not isinstance(fields, dict):
-                raise appier.AppierException(message="body must be an object", code=400)
-        else:
-            fields = dict(self.request.params_s)
-            fields.update(self.request.post_s)
-        for name in RESERVED_PARAMS:
-            fields.pop(name, None)
+        if "json" in content_type:
+            body = self.json_body()
+            fields.update(
+                (name, value)
+                for name, value in body.items()
+                if name not in RESERVED_PARAMS
+            )
         return fields
 
     @staticmethod
-    def required(fields: dict, *names: str) -> list:
-        """The named string fields, or a 400 naming the missing ones."""
-        missing = [n for n in names if not isinstance(fields.get(n), (str, int))]
-        if missing:
-            raise appier.AppierException(
-                message="missing field(s): %s" % ", ".join(missing), code=400
-            )
-        return [str(fields[n]) for n in names]
-
-    @staticmethod
     def integer(value, default: int, low: int, high: int) -> int:
-        """A bounded integer parameter, or a 400."""
+        """A bounded integer parameter (clamped), or a 400 when not an integer."""
         if value in (None, ""):
             return default
+        if isinstance(value, bool):
+            value = None  # true/false are no counts
         try:
-            return max(low, min(high, int(value)))
-        except (TypeError, ValueError):
-            raise appier.AppierException(
-                message="expected an integer", code=400
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise appier.OperationalError(
+                message="Expected an integer, got %r" % (value,), code=400
             ) from None
+        return max(low, min(high, number))

@@ -6,9 +6,14 @@ import appier
 
 from ...base import auth
 from ...base.state import StateError
+from ..models import PushiEvent
 from .base import PushiController
 
 MAX_CHANNELS = 100
+""" Channels one publish may name """
+
+COUNT_DEFAULT, COUNT_MOST = 10, 100
+""" `GET /events?count=`: default and bound (clamped to 1..100, contract §4.10) """
 
 
 class EventsController(PushiController):
@@ -16,44 +21,83 @@ class EventsController(PushiController):
 
     @appier.route("/events", "POST", json=True)
     def create(self):
-        """Publishes `data` as `event` on one or more channels."""
+        """Publishes `data` as `event` on `channel` (a name or a list of names).
+
+        The body is JSON only and is delivered whole, with `channel`, `event`
+        and `data` set, as the published server does. Answers `{"result":
+        "success"}` once the event is routed (storage follows, in order).
+        """
         app_id = self.session_app()
-        fields = self.body()
-        if "data" not in fields:
-            raise appier.AppierException(message="missing field(s): data", code=400)
-        channels = fields.pop("channel", None) or "global"
-        channels = channels if isinstance(channels, list) else [channels]
-        if len(channels) > MAX_CHANNELS or not all(map(auth.valid_channel, channels)):
-            raise appier.AppierException(message="invalid channel name(s)", code=400)
-        event = fields.pop("event", None) or "message"
-        if not isinstance(event, str) or event.startswith(
-            ("pusher:", "pusher_internal:")
-        ):
-            raise appier.AppierException(message="invalid event name", code=400)
-        persist = fields.pop("persist", True) not in (False, "false", "0", 0)
-        data = fields.pop("data")
-        exclude = fields.pop("socket_id", None)
+        body = self._publish_body()
+        data = body.get("data")
+        if not data:
+            raise appier.OperationalError(message="No data set for event", code=400)
+        for stamp in ("mid", "timestamp"):
+            if stamp in body:
+                # the server stamps stored events: a caller's stamp would be
+                # relayed as if the event had been stored
+                raise appier.OperationalError(
+                    message="Reserved key in event: %s" % stamp, code=400
+                )
+        channels = self._channels(body.get("channel"))
+        event = body.get("event", "message")
+        if not isinstance(event, str) or not event:
+            raise appier.OperationalError(
+                message="Event name must be a non-empty string", code=400
+            )
+        persist = bool(body.get("persist", True))
         state = self.owner.state
         try:
-            messages = state.call(
-                state.publish, app_id, channels, event, data, persist, fields, exclude
-            )
-        except StateError as error:
-            raise appier.AppierException(message=error.message, code=404) from None
-        result = dict(messages[0]) if len(messages) == 1 else {}
-        result["events"] = messages
-        return result
+            state.call(state.publish, app_id, channels, event, data, body, persist)
+        except StateError:
+            raise appier.NotFoundError(message="App not found", code=404) from None
 
     @appier.route("/events", "GET", json=True)
     def list(self):
-        """Latest stored events of the app (or of `channel`), newest first."""
+        """`{"events": [...]}`: the app's stored event records, newest first.
+
+        `count` (default 10) is clamped to 1..100; `skip` and `channel` are
+        additions of this project (the published server ignores them).
+        """
         app_id = self.session_app()
-        count = self.integer(self.field("count"), 10, 1, 100)
+        count = self.integer(self.field("count"), COUNT_DEFAULT, 1, COUNT_MOST)
         skip = self.integer(self.field("skip"), 0, 0, 10**9)
+        query = dict(instance=app_id)
         channel = self.field("channel")
-        store = self.owner.store
         if channel:
-            if not auth.valid_channel(channel):
-                raise appier.AppierException(message="invalid channel name", code=400)
-            return store.call(store.channel_events, app_id, channel, skip, count)
-        return store.call(store.app_events, app_id, skip, count)
+            query["channel"] = channel
+        # storage is asynchronous and in publish order: reading on the store
+        # worker orders this read after every event published before it
+        store = self.owner.store
+        found = store.call(_find_events, query, skip, count)
+        return dict(events=found)
+
+    def _publish_body(self) -> dict:
+        """The JSON object body of a publish (anything else has no data)."""
+        content_type = self.request.get_header("Content-Type") or "application/json"
+        if "json" not in content_type:
+            return {}
+        return self.json_body()
+
+    @staticmethod
+    def _channels(channel) -> list[str]:
+        if channel is None:
+            return ["global"]
+        channels = channel if isinstance(channel, list) else [channel]
+        if not channels or len(channels) > MAX_CHANNELS:
+            raise appier.OperationalError(
+                message="Expected 1 to %d channels" % MAX_CHANNELS, code=400
+            )
+        for name in channels:
+            if not auth.valid_channel(name):
+                shown = repr(name)[:80]
+                raise appier.OperationalError(
+                    message="Invalid channel name: %s" % shown, code=400
+                )
+        return channels
+
+
+def _find_events(query: dict, skip: int, count: int) -> list[dict]:
+    """Event records as the REST API answers them (with `_id`)."""
+    found = PushiEvent.find(skip=skip, limit=count, sort=[("id", -1)], **query)
+    return [event.record() for event in found]
