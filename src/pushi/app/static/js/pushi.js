@@ -129,15 +129,77 @@
         return parts.join("&").replace(/%20/g, "+");
     }
 
-    /** Decodes stored events (`latest`, personal replays): data as the app wants it. */
-    function decodeEvents(events) {
+    /**
+     * A stored event record (`latest`, personal history) as the event it stored:
+     * the delivered message (`record.data`: channel, event, data and any other
+     * field of the publish) with its `mid` and `timestamp`, `data` decoded, and
+     * the record itself as `record` (id, owner_id, created...).
+     */
+    function fromRecord(record) {
+        if (!record || typeof record !== "object") return record;
+        var inner = record.data;
+        var event;
+        if (inner && typeof inner === "object" && !Array.isArray(inner)) {
+            event = copy(inner);
+            if (event.channel === undefined) event.channel = record.channel;
+            if (record.mid !== undefined) event.mid = record.mid;
+            if (record.timestamp !== undefined) event.timestamp = record.timestamp;
+            event.data = decode(inner.data);
+            event.record = record;
+        } else {
+            event = copy(record); // a server that stores the message itself
+            event.data = decode(record.data);
+        }
+        return event;
+    }
+
+    function fromRecords(records) {
         var result = [];
-        for (var index = 0; events && index < events.length; index++) {
-            var event = copy(events[index]);
-            event.data = decode(event.data);
-            result.push(event);
+        for (var index = 0; records && index < records.length; index++) {
+            result.push(fromRecord(records[index]));
         }
         return result;
+    }
+
+    /** Python's truth of a JSON value (the server reads `"peer"` that way). */
+    function truthy(value) {
+        if (Array.isArray(value)) return value.length > 0;
+        if (value && typeof value === "object") return Object.keys(value).length > 0;
+        return !!value;
+    }
+
+    /** Orders strings by code point, as the server (Python) sorts them. */
+    function compareCodePoints(first, second) {
+        var length = Math.min(first.length, second.length);
+        for (var index = 0; index < length; index++) {
+            var a = first.charCodeAt(index);
+            var b = second.charCodeAt(index);
+            if (a === b) continue;
+            // UTF-16 puts surrogates (astral code points) below U+E000..U+FFFF
+            if (a >= 0xd800 && b >= 0xd800) {
+                a = a >= 0xe000 ? a - 0x800 : a + 0x2000;
+                b = b >= 0xe000 ? b - 0x800 : b + 0x2000;
+            }
+            return a < b ? -1 : 1;
+        }
+        return first.length - second.length;
+    }
+
+    // whitespace (Python's `\s`; JavaScript's also has U+FEFF, which Python's
+    // has not) and control characters: never in a channel name
+    var UNFIT = /[\s\x00-\x1f\x7f-\x9f]/;
+
+    /** Whether the server takes a Pushi channel name: 1 to 200 characters, none unfit. */
+    function validName(name) {
+        var points = name.replace(/[\ud800-\udbff][\udc00-\udfff]/g, "_").length;
+        return points >= 1 && points <= 200 && !UNFIT.test(name.replace(/\ufeff/g, "_"));
+    }
+
+    /** The pair channel of two members of `presence-<base>`, or null when unfit. */
+    function peerName(base, first, second) {
+        var pair = [first, second].sort(compareCodePoints);
+        var name = "peer-" + base + ":" + pair[0] + "&" + pair[1];
+        return first !== second && validName(name) ? name : null;
     }
 
     // -- Emitter: bind / unbind / trigger ----------------------------------------
@@ -185,9 +247,10 @@
     // -- Channel -----------------------------------------------------------------
 
     /**
-     * One channel of a Pushi connection. Made by `pushi.subscribe(name)` (or by the
-     * server, for peer channels). Fires `subscribed`, `member_added`,
-     * `member_removed`, `error`, `unsubscribed` and every event delivered on it.
+     * One channel of a Pushi connection. Made by `pushi.subscribe(name)`, or by the
+     * client itself for the peer channels the server joins it to (`implicit`).
+     * Fires `subscribed`, `member_added`, `member_removed`, `error`,
+     * `unsubscribed` and every event delivered on it.
      */
     function Channel(pushi, name, options) {
         Emitter.call(this);
@@ -199,6 +262,7 @@
         this.subscribed = false;
         this.implicit = false; // joined by the server (peer channels), not by us
         this.members = map(); // presence: user_id -> channel_data
+        this._flagged = map(); // presence: user ids seen with "peer" in their data
         this.me = null; // presence: our own channel_data
         this.userId = null; // presence: our own user_id; peer: ours in that pair
         this.aliases = []; // personal: channels this user follows
@@ -239,7 +303,10 @@
     /**
      * Asks for stored events of the channel, newest first: `callback(events)`, or
      * `callback(null, error)` when it cannot be answered. `latest(callback)` asks
-     * for the last 10. Without a callback it returns a Promise.
+     * for the last 10. Without a callback it returns a Promise. Each event is
+     * shaped like a delivered one (`channel`, `event`, `data` decoded, `mid`,
+     * `timestamp`, other published fields), with the server's stored record as
+     * `record` (`id`, `owner_id`: the sender's socket id, `created`...).
      */
     Channel.prototype.latest = function (skip, count, callback) {
         if (typeof skip === "function") {
@@ -322,7 +389,8 @@
      *   `socketId`, `channel`, `channelData`; call `callback(error, {auth, channel_data})`
      *   or return a Promise of that object
      * - `timeout`: milliseconds for the handshake, auth requests and pong (10000)
-     * - `activityTimeout`: milliseconds of silence before a ping (server's value)
+     * - `activityTimeout`: milliseconds of silence before a ping (the server's
+     *   `activity_timeout` when it sends one, else 120 s)
      * - `channel`: public channel joined on connect, default "global"; false: none
      * - `reconnect`: false, or `{minDelay, maxDelay, factor, jitter, maxAttempts}`
      * - `autoConnect`: connect at once (true)
@@ -374,6 +442,13 @@
     Pushi.Channel = Channel;
     Pushi.decode = decode;
     Pushi.kindOf = kindOf;
+    Pushi.fromRecord = fromRecord;
+
+    /** The peer channel of two users of a presence channel (null: no such channel). */
+    Pushi.peerChannel = function (presence, first, second) {
+        if (kindOf(String(presence)) !== "presence") return null;
+        return peerName(String(presence).slice("presence-".length), String(first), String(second));
+    };
 
     /** Opens the connection (done by the constructor unless `autoConnect` is false). */
     Pushi.prototype.connect = function () {
@@ -416,26 +491,18 @@
         return channel;
     };
 
-    /** Leaves a channel; for presence channels also the peer channels made through it. */
+    /**
+     * Leaves a channel. Leaving a presence channel also leaves the peer channels
+     * it gave (the server does the same); a peer channel can be left on its own.
+     */
     Pushi.prototype.unsubscribe = function (name) {
         var channel = this.channels[name];
         if (!channel) return this;
         delete this.channels[name];
         var joined = channel._sent;
         channel._reset("unsubscribed");
-        if (joined && !channel.implicit) {
-            this._send({ event: "pusher:unsubscribe", data: { channel: name } });
-        }
-        if (channel.kind === "presence") {
-            for (var other in this.channels) {
-                var peer = this.channels[other];
-                if (peer.implicit && peer.presence === name) {
-                    delete this.channels[other];
-                    peer._reset("unsubscribed");
-                    peer._emit("unsubscribed", {}, other);
-                }
-            }
-        }
+        if (joined) this._send({ event: "pusher:unsubscribe", data: { channel: name } });
+        if (channel.kind === "presence") this._forgetPeersOf(name);
         channel._emit("unsubscribed", {}, name);
         return this;
     };
@@ -660,6 +727,7 @@
             }
             if (error) {
                 channel.state = "failed";
+                if (channel.kind === "presence") self._forgetPeersOf(name);
                 channel._emit("error", error, name);
                 self._emit("error", error, name);
                 return;
@@ -788,30 +856,34 @@
         var name = message.channel;
         var info = decode(message.data) || {};
         var channel = this.channels[name];
-        var created = false;
-        if (!channel) {
-            if (kindOf(name) !== "peer") return; // a reply for a channel left meanwhile
-            channel = this._peer(name);
-            created = true;
-        }
+        if (!channel) return; // a reply for a channel left meanwhile
         channel.state = "subscribed";
         channel.subscribed = true;
         if (channel.kind === "presence") {
             channel.members = map();
+            channel._flagged = map();
             var members = info.members || {};
-            for (var userId in members) channel.members[userId] = decode(members[userId]);
-            channel.me = decode(channel._channelData);
+            for (var userId in members) {
+                var data = decode(members[userId]);
+                channel.members[userId] = data;
+                if (data && typeof data === "object" && truthy(data.peer)) {
+                    channel._flagged[userId] = true;
+                }
+            }
+            var me = decode(channel._channelData);
+            channel.me = me && typeof me === "object" ? me : null;
             channel.userId = channel.me && channel.me.user_id != null ? String(channel.me.user_id) : null;
         } else if (channel.kind === "personal") {
-            channel.aliases = info.alias || [];
+            channel.aliases = (info.alias || []).slice();
         } else if (channel.kind === "peer") {
             this._peerUsers(channel);
         }
         channel._emit("subscribed", info, name, message);
         this._emit("subscribed", info, name, message);
-        if (created) this._emit("peer", channel, name, message);
+        if (this.channels[name] !== channel || !channel.subscribed) return; // left in a handler
+        if (channel.kind === "presence") this._peersJoined(channel);
         if (channel.kind === "personal" && info.events && channel.options.replay !== false) {
-            var stored = decodeEvents(info.events).reverse(); // oldest first
+            var stored = fromRecords(info.events).reverse(); // oldest first
             for (var index = 0; index < stored.length; index++) {
                 stored[index].stored = true;
                 this._delivered(stored[index], true);
@@ -819,26 +891,107 @@
         }
     };
 
-    /** A Channel object for a peer channel the server joined us to. */
-    Pushi.prototype._peer = function (name) {
-        var channel = new Channel(this, name, {});
-        channel.implicit = true;
-        var split = name.indexOf(":");
-        var base = split > 0 ? name.slice("peer-".length, split) : name.slice("peer-".length);
-        var pair = split > 0 ? name.slice(split + 1) : "";
-        var amp = pair.indexOf("&");
-        channel.presence = "presence-" + base;
-        channel.users = amp > 0 ? [pair.slice(0, amp), pair.slice(amp + 1)] : [];
-        this.channels[name] = channel;
-        return channel;
+    /*
+     * Peer channels. The server joins us to `peer-<base>:<a>&<b>` (ids sorted) with
+     * no message of its own; we follow its rules from the presence channel's data:
+     * - our subscription with "peer" in our channel_data joins us with every other
+     *   member (the reply's `members`);
+     * - a user's arrival (`member_added`) with "peer" in its channel_data joins us
+     *   with it, whatever our own flag;
+     * - the departure (`member_removed`) of a user with "peer" (in the data of any
+     *   of its connections we saw) leaves its pair;
+     * - leaving the presence channel leaves every pair it gave us.
+     */
+
+    /** The pair channel of ours with `userId` in a presence channel (null: none). */
+    Pushi.prototype._peerName = function (presence, userId) {
+        if (presence.userId === null || userId === null) return null;
+        return peerName(presence.name.slice("presence-".length), presence.userId, String(userId));
     };
 
+    /** After our presence reply: the pairs it made, and none of an earlier connection. */
+    Pushi.prototype._peersJoined = function (presence) {
+        var wanted = map();
+        if (presence.me && truthy(presence.me.peer)) {
+            for (var userId in presence.members) {
+                var name = this._peerName(presence, userId);
+                if (name) wanted[name] = userId;
+            }
+        }
+        var stale = [];
+        for (var other in this.channels) {
+            var channel = this.channels[other];
+            if (channel.implicit && channel.presence === presence.name && !(other in wanted)) {
+                stale.push(channel);
+            }
+        }
+        for (var index = 0; index < stale.length; index++) this._forgetPeer(stale[index]);
+        for (var peer in wanted) {
+            if (this.channels[presence.name] !== presence) return; // left in a handler
+            this._joinPeer(presence, peer, wanted[peer]);
+        }
+    };
+
+    /** A pair channel the server joined us to: a Channel object, subscribed. */
+    Pushi.prototype._joinPeer = function (presence, name, userId) {
+        var channel = this.channels[name];
+        var created = !channel;
+        if (created) {
+            channel = new Channel(this, name, {});
+            channel.implicit = true;
+            this.channels[name] = channel;
+        } else if (!channel.implicit || channel.subscribed) {
+            return; // subscribed by us (its own reply tells), or already there
+        }
+        channel.presence = presence.name;
+        channel.users = [presence.userId, String(userId)].sort(compareCodePoints);
+        channel.userId = presence.userId;
+        channel.peerUser = String(userId);
+        channel.state = "subscribed";
+        channel.subscribed = true;
+        channel._sent = true;
+        var info = { name: name, members: {}, alias: [], events: [] };
+        channel._emit("subscribed", info, name, null);
+        this._emit("subscribed", info, name, null);
+        if (created && this.channels[name] === channel) this._emit("peer", channel, name, null);
+    };
+
+    /** A pair channel the server took us out of (or that ends with its presence). */
+    Pushi.prototype._forgetPeer = function (channel) {
+        if (this.channels[channel.name] !== channel) return;
+        delete this.channels[channel.name];
+        channel._reset("unsubscribed");
+        channel._emit("unsubscribed", {}, channel.name);
+    };
+
+    Pushi.prototype._forgetPeersOf = function (presenceName) {
+        var peers = [];
+        for (var name in this.channels) {
+            var channel = this.channels[name];
+            if (channel.implicit && channel.presence === presenceName) peers.push(channel);
+        }
+        for (var index = 0; index < peers.length; index++) this._forgetPeer(peers[index]);
+    };
+
+    /** Who is who on a peer channel we subscribed to ourselves. */
     Pushi.prototype._peerUsers = function (channel) {
-        var presence = channel.presence && this.channels[channel.presence];
-        var me = presence && presence.userId;
-        if (me && channel.users && channel.users.length === 2) {
-            channel.userId = me;
-            channel.peerUser = channel.users[0] === me ? channel.users[1] : channel.users[0];
+        for (var name in this.channels) {
+            var presence = this.channels[name];
+            if (presence.kind !== "presence" || presence.userId === null) continue;
+            var prefix = "peer-" + name.slice("presence-".length) + ":";
+            if (channel.name.indexOf(prefix) !== 0) continue;
+            var pair = channel.name.slice(prefix.length);
+            var me = presence.userId;
+            var other = null;
+            if (pair.indexOf(me + "&") === 0) other = pair.slice(me.length + 1);
+            else if (pair.slice(-me.length - 1) === "&" + me) other = pair.slice(0, -me.length - 1);
+            if (other && peerName(name.slice("presence-".length), me, other) === channel.name) {
+                channel.presence = name;
+                channel.users = [me, other].sort(compareCodePoints);
+                channel.userId = me;
+                channel.peerUser = other;
+                return;
+            }
         }
     };
 
@@ -849,8 +1002,22 @@
         if (typeof member !== "object") member = { user_id: member };
         var userId = member.user_id != null ? String(member.user_id) : null;
         if (channel && userId !== null) {
-            if (added) channel.members[userId] = member;
-            else delete channel.members[userId];
+            // a user that had "peer" on any connection we saw ends its pairs
+            var flagged = truthy(member.peer) || channel._flagged[userId] === true;
+            if (added) {
+                channel.members[userId] = member;
+                if (flagged) channel._flagged[userId] = true;
+            } else {
+                delete channel.members[userId];
+                delete channel._flagged[userId];
+            }
+            // joining takes the newcomer's own flag
+            var pairs = channel.kind === "presence" && channel.subscribed;
+            var peer = pairs && (added ? truthy(member.peer) : flagged) ? this._peerName(channel, userId) : null;
+            if (peer && added) this._joinPeer(channel, peer, userId);
+            else if (peer && this.channels[peer] && this.channels[peer].implicit) {
+                this._forgetPeer(this.channels[peer]);
+            }
         }
         var event = added ? "member_added" : "member_removed";
         if (channel) channel._emit(event, member, name, message);
@@ -863,7 +1030,7 @@
         var info = decode(message.data) || {};
         var callback = channel._latest.shift();
         try {
-            callback(decodeEvents(info.events || []));
+            callback(fromRecords(info.events || []));
         } catch (error) {
             report(error);
         }
@@ -875,7 +1042,10 @@
         var name = message.channel || null;
         var channel = name ? this.channels[name] : null;
         if (channel) {
-            if (channel.state === "subscribing") channel.state = "failed";
+            if (channel.state === "subscribing") {
+                channel.state = "failed";
+                if (channel.kind === "presence") this._forgetPeersOf(name);
+            }
             channel._emit("error", error, name, message);
         }
         this._emit("error", error, name, message);
