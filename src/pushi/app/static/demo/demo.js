@@ -398,6 +398,15 @@
         channel.bind("chat", function (event, data, name, message) {
             receive(entry, data, message);
         });
+        // the other user left (or we left the presence channel): the chat ends
+        channel.bind("unsubscribed", function () {
+            if (peers[channel.name] !== entry) return;
+            delete peers[channel.name];
+            if (activePeer === channel.name) activePeer = Object.keys(peers).sort()[0] || null;
+            log(channel.name, "peer channel closed", "chat with " + (channel.peerUser || "?"), "system");
+            renderChannels();
+            renderPeers();
+        });
         // the conversation so far (stored chat messages), oldest first
         channel.latest(0, 20, function (events) {
             (events || []).slice().reverse().forEach(function (stored) {
@@ -408,12 +417,22 @@
         renderPeers();
     }
 
+    /** Who wrote a chat line: the sender names itself (the server adds no user id). */
+    function author(entry, data, message) {
+        if (data && typeof data === "object" && data.from != null) return String(data.from);
+        var record = message && message.record;
+        if (record && record.owner_id && pushi && record.owner_id === pushi.socketId) {
+            return entry.channel.userId;
+        }
+        return (message && message.user_id) || entry.channel.peerUser || "?";
+    }
+
     function receive(entry, data, message) {
         var key = message && message.mid;
         if (key && entry.seen[key]) return;
         if (key) entry.seen[key] = true;
         entry.messages.push({
-            from: (message && message.user_id) || (data && data.from) || "?",
+            from: author(entry, data, message),
             text: data && typeof data === "object" ? String(data.text) : String(data),
             timestamp: (message && message.timestamp) || Date.now() / 1000
         });
@@ -472,7 +491,8 @@
         var text = $("chat-text").value;
         if (!entry || !text.trim()) return;
         // echo: our own line comes back from the server, proof it went through
-        if (entry.channel.send("chat", { text: text }, true, true)) {
+        var line = { text: text, from: entry.channel.userId };
+        if (entry.channel.send("chat", line, true, true)) {
             $("chat-text").value = "";
         } else {
             log(entry.channel.name, "error", "not connected: message not sent", "error");
