@@ -7,6 +7,8 @@ subscriptions locally for the back end's auth endpoint. It never imports the ser
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -16,7 +18,6 @@ from typing import Any
 
 import appier
 
-from ..base.auth import channel_auth
 from .errors import PushiError
 
 BASE_URL = "http://127.0.0.1:8080/"
@@ -45,6 +46,18 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
+def channel_auth(
+    key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None
+) -> str:
+    """The `auth` value of a protected channel: `"<key>:" + hex HMAC-SHA256 of
+    "<socket_id>:<channel>"` (and `":<channel_data>"` for signed presence)."""
+    string = "%s:%s" % (socket_id, channel)
+    if channel_data is not None:
+        string += ":" + channel_data
+    digest = hmac.new(secret.encode("utf-8"), string.encode("utf-8"), hashlib.sha256)
+    return "%s:%s" % (key, digest.hexdigest())
+
+
 class API(appier.API):
     """Client of a Pushi server's REST API for one app (also exported as `Pushi`).
 
@@ -53,6 +66,10 @@ class API(appier.API):
     first call that needs a session logs in; later calls reuse that session, and a
     call answered 401/403 (the session expired, say after a server restart) logs in
     again once and is retried once. Failures raise `PushiError`.
+
+    The calls the published `pushi` 0.6.10 client also has take the same arguments
+    and return what it returns: the server's JSON answer as it is (`update_app` the
+    raw bytes of the server's text answer). The other calls follow the same rule.
 
     An instance may be shared by threads: logins are serialised.
     """
@@ -108,41 +125,46 @@ class API(appier.API):
             self.token = token
             return token
 
-    def logout(self) -> dict:
+    def get_token(self) -> str:
+        """The session's token, logging in first when there is no session."""
+        with self._lock:
+            return self.token or self.login()
+
+    def logout(self) -> None:
         """Ends the session on the server; the next call logs in again."""
         with self._lock:
             if self.token is None:
-                return dict(logout=True)
+                return
             try:
-                result = self.get(self._url("logout"), callback=False)
+                self.get(self._url("logout"), callback=False)
             finally:
                 self.token = None
-        return self._answer(result, dict)
 
     # -- apps ----------------------------------------------------------------
 
     def create_app(self, name: str) -> dict:
-        """Registers a new app (no session needed) and returns it with its
-        credentials: `{"name", "ident", "key", "secret", ...}`.
+        """Registers a new app (no session needed) and returns its record, with
+        its credentials: `{"name", "ident", "key", "secret", ...}`.
 
         The proxy keeps its own credentials; build another proxy for the new app.
         """
         result = self.post(self._url("apps"), data_j=dict(name=name), callback=False)
         return self._answer(result, dict)
 
-    def list_apps(self) -> list:
-        """The session's app, as a one-element list (secret left out)."""
-        return self._answer(self.get(self._url("apps")), list)
+    def list_apps(self) -> dict:
+        """`{"apps": [record]}`: the session's own app (secret included)."""
+        return self._answer(self.get(self._url("apps")), dict)
 
     def get_app(self, app_id: str | None = None) -> dict:
-        """The proxy's app (secret left out)."""
+        """The record of the proxy's app (secret included)."""
         url = self._url("apps/" + _segment(app_id or self.app_id))
         return self._answer(self.get(url), dict)
 
-    def update_app(self, app_id: str | None = None, **kwargs: Any) -> dict:
-        """Changes the app's settings (`name=`) and returns the updated app."""
+    def update_app(self, app_id: str | None = None, **kwargs: Any) -> bytes:
+        """Changes the app's settings (`name=`, ...; its credentials never change)
+        and returns the server's text answer, the app's name, as bytes."""
         url = self._url("apps/" + _segment(app_id or self.app_id))
-        return self._answer(self.put(url, data_j=kwargs), dict)
+        return self._answer(self.put(url, data_j=kwargs), bytes)
 
     # -- events --------------------------------------------------------------
 
@@ -154,53 +176,80 @@ class API(appier.API):
         persist: bool = True,
         **kwargs: Any,
     ) -> dict:
-        """Publishes `data` as `event` on a channel (or a list of channels).
+        """Publishes `data` as `event` on a channel (or a list of channels) and
+        returns `{"result": "success"}`.
 
-        Extra keyword arguments travel in the message to the subscribers
-        (`socket_id=` excludes that socket instead). With `persist` the event is
-        stored and the answer carries its `mid` and `timestamp`; the answer's
-        `events` lists the message sent on each channel.
+        Subscribers receive the whole request body: `data` (a string as it is,
+        anything else as a JSON string), `channel`, `event`, `persist` and the
+        extra keyword arguments, plus `mid` and `timestamp` when it is stored.
         """
         channel = list(channel) if isinstance(channel, (list, tuple)) else channel
-        body = dict(kwargs, data=data, event=event, channel=channel, persist=persist)
+        body = dict(data=data, event=event, channel=channel, persist=persist)
+        body.update(kwargs)
         return self._answer(self.post(self._url("events"), data_j=body), dict)
 
-    trigger_event = create_event
+    def trigger_event(self, *args: Any, **kwargs: Any) -> dict:
+        """The same as `create_event`."""
+        return self.create_event(*args, **kwargs)
 
-    def list_events(self, count: int = 10, channel: str | None = None) -> list:
-        """The app's latest stored events (of one channel if given), newest first."""
+    def list_events(self, count: int = 10, channel: str | None = None) -> dict:
+        """`{"events": [record]}`: the app's latest stored events (of one channel
+        if given), newest first."""
         params: dict = dict(count=count)
         if channel is not None:
             params["channel"] = channel
-        return self._answer(self.get(self._url("events"), params=params), list)
+        return self._answer(self.get(self._url("events"), params=params), dict)
 
     # -- subscriptions -------------------------------------------------------
 
     def create_subscription(self, user_id: str, event: str) -> dict:
         """Subscribes a user to a channel: whatever is published on `event`
-        reaches the user's `personal-<user_id>` channel (idempotent)."""
+        reaches the user's `personal-<user_id>` channel. Returns the subscription
+        record (the existing one when the user already had it)."""
         body = dict(user_id=user_id, event=event)
         return self._answer(self.post(self._url("subscriptions"), data_j=body), dict)
 
-    def delete_subscription(self, user_id: str, event: str) -> dict:
-        """Removes a user's subscription to a channel."""
+    def delete_subscription(
+        self, user_id: str, event: str, force: bool = False
+    ) -> dict:
+        """Removes a user's subscription to a channel and returns its record;
+        `{"result": "success"}` when there was none (a 404 error with `force`)."""
         url = self._url("subscriptions/%s/%s" % (_segment(user_id), _segment(event)))
-        return self._answer(self.delete(url), dict)
+        params = dict(force=1) if force else None
+        return self._answer(self.delete(url, params=params), dict)
 
-    subscribe = create_subscription
-    unsubscribe = delete_subscription
+    def subscribe(self, *args: Any, **kwargs: Any) -> dict:
+        """The same as `create_subscription`."""
+        return self.create_subscription(*args, **kwargs)
+
+    def unsubscribe(self, *args: Any, **kwargs: Any) -> dict:
+        """The same as `delete_subscription`."""
+        return self.delete_subscription(*args, **kwargs)
 
     def list_subscriptions(
         self, user_id: str | None = None, event: str | None = None
-    ) -> list:
-        """The app's subscriptions, filtered by user and/or channel."""
+    ) -> dict:
+        """`{"subscriptions": [record]}`, filtered by user and/or channel."""
         params = {}
         if user_id is not None:
             params["user_id"] = user_id
         if event is not None:
             params["event"] = event
         url = self._url("subscriptions")
-        return self._answer(self.get(url, params=params), list)
+        return self._answer(self.get(url, params=params), dict)
+
+    # -- live sockets ----------------------------------------------------------
+
+    def list_sockets(self) -> dict:
+        """`{"sockets": [{"socket_id", "channel": [names]}]}`: the app's live
+        sockets and the channels each has joined."""
+        return self._answer(self.get(self._url("sockets")), dict)
+
+    def get_socket(self, socket_id: str) -> dict:
+        """`{"channels": [names]}`: the channels a live socket has joined, in
+        join order (`[]` for a socket the server does not know)."""
+        url = self._url("sockets/" + _segment(socket_id))
+        return self._answer(self.post(url), dict)
 
     # -- channel auth (local, no call) ---------------------------------------
 
@@ -323,11 +372,13 @@ class API(appier.API):
 
     @staticmethod
     def _answer(result: Any, kind: type) -> Any:
-        """The decoded JSON answer, checked to be of the expected kind."""
+        """The server's answer, checked to be of the expected kind (a JSON object
+        decodes to a dict; a text answer stays bytes)."""
         if not isinstance(result, kind):
+            expected = "text" if kind is bytes else "a JSON " + kind.__name__
             raise PushiError(
-                "unexpected answer from the server (expected a JSON %s, got %s)"
-                % (kind.__name__, type(result).__name__)
+                "unexpected answer from the server (expected %s, got %s)"
+                % (expected, type(result).__name__)
             )
         return result
 
