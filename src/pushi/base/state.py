@@ -358,10 +358,14 @@ class State:
         if channel in session.users:
             # re-subscribing: the old membership ends (announced) before the new
             self._remove_member(session, session.app.channels[channel])
+            if not session.open:
+                return  # closed by a callee of the announcement
         self._join(session, channel, DIRECT)
         if member is not None:
             user_id, data = member
             first = self._add_member(session, channel, user_id, data)
+            if not session.open:
+                return  # closed by a callee of member_added: it left already
             if data.get("peer"):
                 self._join_peers(session, channel, user_id, first)
         self._tell(session, "subscribed", channel, self._info(session.app, channel))
@@ -394,6 +398,10 @@ class State:
         member.peer = member.peer or bool(data.get("peer"))
         if first:
             for other in others:
+                if channel.members.get(user_id) is not member:
+                    # the joiner was closed by a callee and announced gone:
+                    # the others must not hear of it after that
+                    break
                 self._tell(other, "member_added", channel_name, user_id, data)
         return first
 
@@ -711,8 +719,8 @@ class State:
     def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
         """Hands one encoded event to each of a channel's sockets (a snapshot)."""
         for socket_id, session in tuple(channel.sessions.items()):
-            if socket_id == exclude:
-                continue
+            if socket_id == exclude or not session.open:
+                continue  # the sender, or closed by an earlier recipient
             if seen is not None:
                 if socket_id in seen:
                     continue
