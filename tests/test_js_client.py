@@ -11,6 +11,11 @@ Each test creates its own app. Pages come from a small HTTP server of the test
 tests/browser/*.html and implements a back end's `/auth` with
 `pushi.base.auth.channel_auth`; pushi.js itself is loaded from the Pushi API at
 `/static/js/pushi.js`, as applications load it.
+
+Pages record every frame the server sends them (`wire`); when a test ends, the
+frames of each page still open are checked against the contract's WebSocket
+shapes (pushi-contract.md §3), and against what the original pushi.js reads of
+every message (a `channel` string: it calls `json.channel.startsWith`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import http.server
 import json
 import os
 import queue
+import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -183,10 +190,9 @@ class PageServer:
 class FakePushi:
     """A scripted Pushi-dialect server: greets, pings, records, never answers pings."""
 
-    def __init__(self, activity_timeout: int = 1) -> None:
+    def __init__(self) -> None:
         from websockets.sync.server import serve
 
-        self.activity_timeout = activity_timeout
         self.messages: queue.Queue = queue.Queue()
         self.connections = 0
         self.server = serve(self._handle, "127.0.0.1", 0)
@@ -201,10 +207,7 @@ class FakePushi:
     def _handle(self, websocket) -> None:
         self.connections += 1
         number = self.connections
-        hello = {
-            "socket_id": "1.%d" % number,
-            "activity_timeout": self.activity_timeout,
-        }
+        hello = {"socket_id": "1.%d" % number}  # like Pushi: no activity_timeout
         websocket.send(
             json.dumps(
                 {"event": "pusher:connection_established", "data": json.dumps(hello)}
@@ -263,12 +266,66 @@ def browser():
         handle.close()
 
 
+REPLIES = (
+    "pusher_internal:subscription_succeeded",
+    "pusher_internal:unsubscription_succeeded",
+    "pusher_internal:latest",
+)
+CHANNEL_INFO = ["alias", "events", "members", "name"]
+
+
+def parsed(value):
+    """A JSON string decoded, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def wire_problems(frames: list[dict]) -> list[str]:
+    """What in the frames from the server a client of the contract could not read."""
+    problems = []
+    for index, frame in enumerate(frames):
+        event = frame.get("event")
+        where = "frame %d %r" % (index, frame)
+        if event == "pusher:connection_established":
+            hello = parsed(frame.get("data"))
+            if not isinstance(hello, dict) or list(hello) != ["socket_id"]:
+                problems.append(where + ": data is not {socket_id} string-encoded")
+            continue
+        if event == "pusher:pong":
+            continue  # only an answer to our ping; the original pushi.js never pings
+        if not isinstance(frame.get("channel"), str):
+            problems.append(where + ": no channel string (pushi.js reads it)")
+        if event in REPLIES:
+            info = parsed(frame.get("data"))
+            if not isinstance(info, dict) or sorted(info) != CHANNEL_INFO:
+                problems.append(where + ": data is not {name, members, alias, events}")
+        elif event in ("pusher:member_added", "pusher:member_removed"):
+            member = parsed(frame.get("member"))
+            if not isinstance(member, dict) or "user_id" not in member:
+                problems.append(where + ": member is not channel_data string-encoded")
+        elif event == "pusher:error":
+            error = frame.get("data")
+            if not (
+                isinstance(error, dict)
+                and isinstance(error.get("code"), int)
+                and isinstance(error.get("message"), str)
+            ):
+                problems.append(where + ": data is not {code, message}")
+    return problems
+
+
 class Tabs:
-    """One browser context (a fresh profile) and its tabs; records page errors."""
+    """One browser context (a fresh profile) and its tabs; records page errors
+    and checks what the real server sent to each harness page still open."""
 
     def __init__(self, browser) -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.errors: list[str] = []
+        self.wire: list[str] = []
 
     def open(self, url: str):
         page = self.context.new_page()
@@ -279,16 +336,39 @@ class Tabs:
         return page
 
     def close(self) -> None:
+        for page in self.context.pages:
+            try:
+                frames = page.evaluate(
+                    "() => typeof wire === 'object' && window.pushi"
+                    " && pushi.baseUrl === BASE_URL ? wire : null"
+                )
+            except Exception as error:  # a page gone: nothing left to check
+                frames = None
+                self.errors.append("%s: %s" % (page.url, error))
+            self.wire.extend(wire_problems(frames or []))
         self.context.close()
 
 
 @pytest.fixture
 def tabs(browser):
-    """Tabs of a fresh browser profile; fails the test on an uncaught page error."""
+    """Tabs of a fresh browser profile; fails the test on an uncaught page error
+    or on a frame from the server that the contract's clients could not read."""
     handle = Tabs(browser)
     yield handle
     handle.close()
     assert not handle.errors, "uncaught errors in the pages: %r" % handle.errors
+    assert not handle.wire, "frames off the contract: %r" % handle.wire[:20]
+
+
+def new_app(server: Server) -> AppClient:
+    """An app of its own on a server (app names are unique)."""
+    return AppClient(server, name="js-" + secrets.token_hex(6))
+
+
+@pytest.fixture
+def app(server) -> AppClient:
+    """A fresh app on the shared server."""
+    return new_app(server)
 
 
 @pytest.fixture
@@ -340,6 +420,39 @@ def harness(tabs: Tabs, pages: PageServer, script: str, arg=None):
 SUBSCRIBED = (
     "names => names.every(n => pushi.channel(n) && pushi.channel(n).subscribed)"
 )
+PEERS = "expected => JSON.stringify(peers()) === JSON.stringify(expected)"
+
+
+def stored_events(app: AppClient) -> list[dict]:
+    """The app's stored event records, newest first (`GET /events`)."""
+    response = app.request("GET", "events", params={"count": 100})
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
+def stored(app: AppClient, what: str, **fields) -> dict:
+    """Awaits the stored record whose delivered message has these fields."""
+
+    def find():
+        for record in stored_events(app):
+            if all(record["data"].get(k) == v for k, v in fields.items()):
+                return record
+        return None
+
+    return until(find, "a stored event with %r (%s)" % (fields, what))
+
+
+def socket_channels(app: AppClient, socket_id: str) -> list[str]:
+    """The channels the server has a socket in (`POST /sockets/<id>`)."""
+    response = app.request("POST", "sockets/" + socket_id)
+    assert response.status_code == 200, response.text
+    return response.json()["channels"]
+
+
+def server_peers(app: AppClient, page) -> list[str]:
+    """The peer channels the server has a page's socket in, sorted."""
+    socket_id = page.evaluate("() => pushi.socketId")
+    return sorted(c for c in socket_channels(app, socket_id) if c.startswith("peer-"))
 
 
 # -- serving ---------------------------------------------------------------------------
@@ -412,21 +525,51 @@ def test_quick_start_page_shows_rest_event(app, pages, tabs):
     )
 
 
+def test_connection_and_replies_have_the_contract_shapes(app, pages, tabs):
+    """The socket id is a uuid4; replies carry exactly name, members, alias, events."""
+    page = harness(tabs, pages, "() => { open(); watch(pushi.subscribe('news')); }")
+    wait(page, SUBSCRIBED, "'global' and 'news' subscribed", ["global", "news"])
+    socket_id = page.evaluate("() => pushi.socketId")
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        socket_id,
+    ), socket_id
+    info = page.evaluate(
+        "() => log.find(e => e.source === 'channel:news'"
+        " && e.event === 'subscribed').data"
+    )
+    assert info == {"name": "news", "members": {}, "alias": [], "events": []}, info
+    # no activity_timeout from the server: the client pings after 120 s of silence
+    assert page.evaluate("() => pushi._activityTimeout") == 120_000
+
+
 def test_channel_events_json_latest_and_unsubscribe(app, pages, tabs):
     """Channel handlers, JSON decoding, client events, `latest`, leaving a channel."""
     page = harness(tabs, pages, "() => { open(); watch(pushi.subscribe('news')); }")
     wait(page, SUBSCRIBED, "'global' and 'news' subscribed", ["global", "news"])
-    published = app.publish(
-        channel="news", event="update", data={"n": 1, "text": "héllo"}
+    app.publish(
+        channel="news", event="update", data={"n": 1, "text": "héllo"}, tag="first"
     )
-    wait(
+    message = wait(
         page,
-        """mid => seen(e => e.source === 'channel:news' && e.event === 'update'
-            && e.data.n === 1 && e.data.text === 'héllo' && e.channel === 'news'
-            && e.message.mid === mid && typeof e.message.timestamp === 'number')""",
-        "the JSON event on the channel's handler, with its mid",
-        published["mid"],
+        """() => { const e = log.find(e => e.source === 'channel:news'
+                && e.event === 'update');
+            return e && e; }""",
+        "the JSON event on the channel's handler",
     )
+    assert message["data"] == {"n": 1, "text": "héllo"}, message
+    assert message["channel"] == "news", message
+    # REST events echo the whole body: the extra `tag` too, plus mid and timestamp
+    meta = message["message"]
+    assert meta["tag"] == "first" and meta["channel"] == "news", meta
+    assert isinstance(meta["mid"], str) and isinstance(meta["timestamp"], float), meta
+    frame = page.evaluate(
+        "() => wire.find(f => f.event === 'update' && f.channel === 'news')"
+    )
+    # on the wire: Python's json.dumps defaults, that clients compare as strings
+    assert frame["data"] == json.dumps({"n": 1, "text": "héllo"}), frame
+    record = stored(app, "the REST event", event="update", tag="first")
+    assert record["mid"] == meta["mid"], (record, meta)
     wait(
         page,
         "() => seen(e => e.source === 'global' && e.event === 'update'"
@@ -441,12 +584,14 @@ def test_channel_events_json_latest_and_unsubscribe(app, pages, tabs):
     )
     sent = page.evaluate("() => pushi.channel('news').send('note', {x: 2}, true)")
     assert sent is True
-    wait(
+    echoed = wait(
         page,
-        "() => seen(e => e.source === 'channel:news' && e.event === 'note'"
-        " && e.data.x === 2)",
+        "() => { const e = log.find(e => e.source === 'channel:news'"
+        " && e.event === 'note'); return e && e.message; }",
         "the echoed client event",
     )
+    assert sorted(echoed) == ["channel", "data", "event", "mid", "timestamp"], echoed
+    assert echoed["data"] == {"x": 2}, echoed
     # stored events, newest first (ask until the store has written all three)
     events = wait(
         page,
@@ -458,22 +603,28 @@ def test_channel_events_json_latest_and_unsubscribe(app, pages, tabs):
     )
     assert [e["event"] for e in events[:3]] == ["note", "update", "update"], events
     assert events[0]["data"] == {"x": 2} and events[2]["data"]["n"] == 1, events
+    assert events[2]["tag"] == "first" and events[2]["mid"] == meta["mid"], events
+    # each keeps the stored record: its id, the sender's socket (null for REST)
+    socket_id = page.evaluate("() => pushi.socketId")
+    records = [e["record"] for e in events[:3]]
+    assert [r["owner_id"] for r in records] == [socket_id, None, None], records
+    assert records[0]["id"] > records[1]["id"] > records[2]["id"], records
+    assert records[0]["data"]["data"] == json.dumps({"x": 2}), records[0]
 
     # leaving: the server drops the socket from the channel
-    socket_id = page.evaluate(
-        "() => { pushi.unsubscribe('news'); return pushi.socketId; }"
-    )
+    page.evaluate("() => pushi.unsubscribe('news')")
     until(
-        lambda: "news"
-        not in app.request("GET", "sockets/" + socket_id)
-        .json()
-        .get("channels", ["news"]),
+        lambda: "news" not in socket_channels(app, socket_id),
         "the socket to have left 'news'",
     )
     app.publish(channel="news", event="update", data="after leaving")
     app.publish(channel="global", event="message", data="marker")
     wait(page, "() => seen(e => e.data === 'marker')", "the marker on 'global'")
     assert not page.evaluate("() => seen(e => e.data === 'after leaving')")
+    assert page.evaluate(
+        "() => wire.some(f => f.event === 'pusher_internal:unsubscription_succeeded'"
+        " && f.channel === 'news')"
+    ), "the server confirmed the unsubscription"
 
 
 def test_names_that_are_object_properties(app, pages, tabs):
@@ -497,6 +648,50 @@ def test_names_that_are_object_properties(app, pages, tabs):
         "() => Object.keys(pushi.channel('presence-toString').members)"
     )
     assert members == ["__proto__"], members
+
+
+def test_server_refusals_reach_the_channel_and_keep_the_connection(app, pages, tabs):
+    """`pusher:error` names its channel ("" for none); the socket stays connected."""
+    page = harness(
+        tabs,
+        pages,
+        """() => {
+            open({channel: false, authorizer: (request, callback) =>
+                callback(null, {auth: APP_KEY + ':' + '0'.repeat(64)})});
+            watch(pushi.subscribe('private-forged'));
+        }""",
+    )
+    failure = wait(
+        page,
+        """() => { const e = log.find(e => e.source === 'channel:private-forged'
+                && e.event === 'error');
+            return e && pushi.channel('private-forged').state === 'failed' && e; }""",
+        "the forged signature refused on its channel",
+    )
+    assert failure["data"]["code"] == 4009, failure
+    assert failure["message"]["channel"] == "private-forged", failure
+    socket_id = page.evaluate("() => pushi.socketId")
+    assert "private-forged" not in socket_channels(app, socket_id)
+
+    # a client event without a channel, one on a channel not joined, a ping
+    page.evaluate("""() => {
+            pushi._send({event: 'note', data: 'no channel'});
+            pushi._send({event: 'note', channel: 'elsewhere', data: 'not joined'});
+            pushi._send({event: 'pusher:ping', data: {}});
+            watch(pushi.subscribe('news'));
+        }""")
+    wait(page, SUBSCRIBED, "a channel subscribed after the refusals", ["news"])
+    errors = page.evaluate(
+        "() => wire.filter(f => f.event === 'pusher:error').map(f => f.channel)"
+    )
+    assert errors == ["private-forged", "", "elsewhere"], errors
+    assert page.evaluate(
+        "() => seen(e => e.source === 'global' && e.event === 'error'"
+        " && e.channel === null && e.data.code >= 4000)"
+    ), "the channel-less error reaches the global handler"
+    assert page.evaluate("() => wire.some(f => f.event === 'pusher:pong')")
+    assert page.evaluate("() => pushi.socketId") == socket_id, "same connection"
+    assert page.evaluate("() => pushi.state") == "connected"
 
 
 def test_unknown_app_key_is_not_retried(pages, tabs):
@@ -545,12 +740,13 @@ def test_backoff_grows_with_jitter_and_stays_bounded(pages, tabs):
 
 def test_answers_server_ping_and_pings_when_idle(pages, tabs):
     """pusher:ping gets pusher:pong; silence gets a ping; no pong: reconnect at once."""
-    fake = FakePushi(activity_timeout=1)
+    fake = FakePushi()
     try:
         page = harness(
             tabs,
             pages,
-            "url => open({baseUrl: url, channel: false, timeout: 1000})",
+            """url => open({baseUrl: url, channel: false, timeout: 1000,
+                            activityTimeout: 1000})""",
             fake.url,
         )
         fake.expect("pusher:pong")  # the answer to the server's ping
@@ -610,6 +806,12 @@ def test_private_and_presence_through_auth_endpoint(app, pages, tabs):
     assert room["userId"] == "alice", room
     assert room["members"]["alice"]["via"] == "auth endpoint", room
     assert room["members"]["alice"]["user_info"] == {"name": "Alice"}, room
+    info = page.evaluate(
+        "() => log.find(e => e.source === 'channel:presence-room'"
+        " && e.event === 'subscribed').data"
+    )
+    assert sorted(info) == CHANNEL_INFO and info["alias"] == [], info
+    assert info["members"]["alice"]["via"] == "auth endpoint", info
 
     app.publish(channel="private-team", data="secret plan")
     wait(
@@ -653,6 +855,10 @@ def test_presence_member_events_between_two_pages(app, pages, tabs):
                 === 'alice'""",
         "alice told that bob left",
     )
+    assert alice.evaluate("() => peers()") == [], "no peer flag, no peer channel"
+
+
+# -- peer channels -----------------------------------------------------------------
 
 
 def test_peer_chat_between_two_pages(app, pages, tabs):
@@ -670,26 +876,36 @@ def test_peer_chat_between_two_pages(app, pages, tabs):
             """([peer, me, other]) => seen(e => e.event === 'peer'
                     && e.data.channel === peer)
                 && pushi.channel(peer) && pushi.channel(peer).subscribed
+                && pushi.channel(peer).implicit
                 && pushi.channel(peer).userId === me
-                && pushi.channel(peer).peerUser === other""",
+                && pushi.channel(peer).peerUser === other
+                && pushi.channel(peer).presence === 'presence-chat'""",
             "%s given the peer channel with %s" % (me, other),
             [peer, me, other],
         )
+        assert server_peers(app, page) == [peer], me
+    # the server joined them without a word: no reply for the peer channel
+    for page in (alice, bob):
+        assert not page.evaluate(
+            "p => wire.some(f => f.channel === p)", peer
+        ), "a frame about the peer channel before any event"
     assert alice.evaluate("p => pushi.channel(p).send('chat', {text: 'hi bob'})", peer)
-    wait(
+    line = wait(
         bob,
-        """peer => seen(e => e.source === 'channel:' + peer && e.event === 'chat'
-            && e.data.text === 'hi bob' && e.message.user_id === 'alice')""",
-        "bob receiving alice's line, signed with her user id",
+        """peer => { const e = log.find(e => e.source === 'channel:' + peer
+                && e.event === 'chat' && e.data.text === 'hi bob');
+            return e && e.message; }""",
+        "bob receiving alice's line",
         peer,
     )
+    assert sorted(line) == ["channel", "data", "event", "mid", "timestamp"], line
     assert bob.evaluate(
         "p => pushi.channel(p).send('chat', {text: 'hello alice'})", peer
     )
     wait(
         alice,
         """peer => seen(e => e.source === 'channel:' + peer && e.event === 'chat'
-            && e.data.text === 'hello alice' && e.message.user_id === 'bob')""",
+            && e.data.text === 'hello alice')""",
         "alice receiving bob's answer",
         peer,
     )
@@ -710,12 +926,146 @@ def test_peer_chat_between_two_pages(app, pages, tabs):
         "hello alice",
         "hi bob",
     ], history
+    senders = [page.evaluate("() => pushi.socketId") for page in (bob, alice)]
+    assert [e["record"]["owner_id"] for e in history[:2]] == senders, history
+
+    # leaving the presence channel leaves the pair, on both sides (alice flagged)
+    alice.evaluate("() => pushi.unsubscribe('presence-chat')")
+    wait(
+        bob,
+        """peer => seen(e => e.source === 'channel:' + peer
+            && e.event === 'unsubscribed') && !pushi.channel(peer)""",
+        "bob out of the pair once alice left",
+        peer,
+    )
+    assert alice.evaluate("() => peers()") == []
+    assert server_peers(app, bob) == [] and server_peers(app, alice) == []
 
 
-def test_personal_channel_delivers_offline_events(app, pages, tabs):
-    """Events stored while the user was away arrive on connect; live ones follow."""
+def test_peer_channels_follow_the_servers_rules(app, pages, tabs):
+    """The server announces no peer join: each page derives its pairs from presence
+    data, and holds exactly the pairs the server has its socket in."""
+    join = """([user, peer]) => { open({channel: false});
+        watch(pushi.subscribe('presence-team',
+            {channelData: {user_id: user, peer: peer}})); }"""
+
+    def agree(page, expected: list[str], what: str) -> None:
+        wait(page, PEERS, what, expected)
+        assert server_peers(app, page) == expected, what + " (on the server)"
+
+    alice = harness(tabs, pages, join, ["alice", True])
+    wait(alice, SUBSCRIBED, "alice on presence-team", ["presence-team"])
+    agree(alice, [], "alice alone: no pair")
+
+    # a joiner without the flag creates nothing, even with a flagged member there
+    bob = harness(tabs, pages, join, ["bob", False])
+    wait(bob, SUBSCRIBED, "bob on presence-team", ["presence-team"])
+    wait(
+        alice,
+        "() => seen(e => e.event === 'member_added' && e.data.user_id === 'bob')",
+        "alice told that bob arrived",
+    )
+    agree(bob, [], "bob (no flag) in no pair")
+    agree(alice, [], "alice in no pair with bob")
+
+    # a flagged joiner pairs with every member, flagged or not
+    carol = harness(tabs, pages, join, ["carol", True])
+    agree(
+        carol,
+        ["peer-team:alice&carol", "peer-team:bob&carol"],
+        "carol paired with alice and bob",
+    )
+    agree(alice, ["peer-team:alice&carol"], "alice paired with carol")
+    agree(bob, ["peer-team:bob&carol"], "bob (no flag) paired with carol")
+    events = carol.evaluate(
+        "() => log.filter(e => e.source === 'global' && e.event === 'peer')"
+        ".map(e => e.data.channel)"
+    )
+    assert sorted(events) == ["peer-team:alice&carol", "peer-team:bob&carol"], events
+
+    assert carol.evaluate(
+        "() => pushi.channel('peer-team:bob&carol').send('chat', 'psst')"
+    )
+    wait(
+        bob,
+        "() => seen(e => e.source === 'channel:peer-team:bob&carol'"
+        " && e.data === 'psst')",
+        "bob reading carol's line on their pair",
+    )
+    assert not alice.evaluate("() => seen(e => e.data === 'psst')")
+
+    # an unflagged user leaving: the flagged ones keep the pair
+    bob.close()
+    wait(
+        carol,
+        "() => seen(e => e.event === 'member_removed' && e.data.user_id === 'bob')",
+        "carol told that bob left",
+    )
+    agree(
+        carol,
+        ["peer-team:alice&carol", "peer-team:bob&carol"],
+        "carol keeping her pairs after bob (no flag) left",
+    )
+
+    # a flagged user leaving: the others leave its pairs
+    carol.evaluate("() => pushi.unsubscribe('presence-team')")
+    wait(
+        alice,
+        "() => seen(e => e.event === 'member_removed' && e.data.user_id === 'carol')",
+        "alice told that carol left",
+    )
+    agree(alice, [], "alice out of the pair with carol")
+    agree(carol, [], "carol out of her own pairs")
+    assert alice.evaluate(
+        "() => seen(e => e.source === 'channel:peer-team:alice&carol'"
+        " && e.event === 'unsubscribed')"
+    ), "the pair channel told it ended"
+
+
+def test_peer_channel_names_follow_the_servers_rule(pages, tabs):
+    """Ids sorted by code point (as Python sorts), 200 characters at most, no space."""
+    page = tabs.open(pages.url("harness.html"))
+    cases = [
+        ("chat", "bob", "alice"),
+        ("x", "\uffff", "\U0001f600"),
+        ("x", "é", "z"),
+        ("x", "a b", "c"),
+        ("x", "\u00a0", "c"),
+        ("x", "\ufeff", "c"),
+        ("x", "same", "same"),
+        ("x", "u" * 180, "v" * 10),
+        ("x", "u" * 185, "v" * 10),
+        ("x", "\U0001f600" * 150, "a"),
+    ]
+    expected = []
+    for base, first, second in cases:
+        a, b = sorted((first, second))
+        name = "peer-%s:%s&%s" % (base, a, b)
+        fit = first != second and len(name) <= 200
+        expected.append(name if fit and not re.search(r"[\s\x00-\x1f]", name) else None)
+    got = page.evaluate(
+        "cases => cases.map(([b, x, y]) => Pushi.peerChannel('presence-' + b, x, y))",
+        [list(case) for case in cases],
+    )
+    assert got == expected, list(zip(cases, got, expected, strict=True))
+
+
+# -- personal channels ---------------------------------------------------------------
+
+
+def test_personal_channel_delivers_history_and_live_events(app, pages, tabs):
+    """History since each subscription arrives on connect; live ones follow, also on
+    channels subscribed while connected; no reply per alias."""
+    app.publish(channel="news", data={"headline": "before the subscription"})
+    stored(app, "the early event", channel="news")
     app.subscribe_user("carol", "news")
-    away = app.publish(channel="news", data={"headline": "while you were away"})
+    app.subscribe_user("carol", "sports")
+    app.publish(channel="news", data={"headline": "while you were away"})
+    away = stored(
+        app, "the news while away", data=json.dumps({"headline": "while you were away"})
+    )
+    app.publish(channel="sports", data="a goal")
+    goal = stored(app, "the sports while away", channel="sports")
     page = harness(
         tabs,
         pages,
@@ -726,25 +1076,61 @@ def test_personal_channel_delivers_offline_events(app, pages, tabs):
         """mid => seen(e => e.source === 'channel:personal-carol'
             && e.event === 'message' && e.channel === 'news'
             && e.data.headline === 'while you were away'
-            && e.message.stored === true && e.message.mid === mid)""",
-        "the offline event replayed on the personal channel",
+            && e.message.stored === true && e.message.mid === mid)
+            && seen(e => e.source === 'channel:personal-carol'
+                && e.data === 'a goal')""",
+        "the events stored while away replayed on the personal channel",
         away["mid"],
     )
-    aliases = page.evaluate("() => pushi.channel('personal-carol').aliases")
-    assert aliases == ["news"], aliases
+    order = page.evaluate(
+        "() => log.filter(e => e.source === 'channel:personal-carol'"
+        " && e.message && e.message.stored).map(e => e.channel)"
+    )
+    assert order == ["news", "sports"], "replayed oldest first: %r" % order
+    assert not page.evaluate(
+        "() => seen(e => e.data && e.data.headline === 'before the subscription')"
+    ), "history starts at the subscription"
+    channel = page.evaluate(
+        "() => { const c = pushi.channel('personal-carol');"
+        " return {aliases: c.aliases, news: !!pushi.channel('news')}; }"
+    )
+    assert channel == {"aliases": ["news", "sports"], "news": False}, channel
+    info = page.evaluate(
+        "() => log.find(e => e.source === 'channel:personal-carol'"
+        " && e.event === 'subscribed').data"
+    )
+    assert sorted(info) == CHANNEL_INFO and info["alias"] == ["news", "sports"], info
+    assert [e["mid"] for e in info["events"]] == [goal["mid"], away["mid"]], info
+    assert info["events"][1]["data"]["channel"] == "news", info
+    replies = page.evaluate(
+        "() => wire.filter(f => f.event.indexOf('pusher_internal:') === 0)"
+        ".map(f => f.channel)"
+    )
+    assert replies == ["personal-carol"], "one reply, none per alias: %r" % replies
     assert pages.auth_for(page.evaluate("() => pushi.socketId"))["personal-carol"]
+
     app.publish(channel="news", data={"headline": "live"})
     wait(
         page,
         """() => seen(e => e.source === 'channel:personal-carol'
-            && e.data.headline === 'live' && !e.message.stored)""",
+            && e.channel === 'news' && e.data.headline === 'live'
+            && !e.message.stored)""",
         "a live event of the aliased channel on the personal channel",
+    )
+    # a subscription made while connected applies to the live socket at once
+    app.subscribe_user("carol", "weather")
+    app.publish(channel="weather", data="sunny")
+    wait(
+        page,
+        """() => seen(e => e.source === 'channel:personal-carol'
+            && e.channel === 'weather' && e.data === 'sunny')""",
+        "the event of a channel subscribed while connected",
     )
     count = page.evaluate(
         "() => log.filter(e => e.source === 'global' && e.data"
         " && e.data.headline === 'while you were away').length"
     )
-    assert count == 1, "the offline event is delivered once"
+    assert count == 1, "the stored event is delivered once"
 
 
 # -- reconnecting ----------------------------------------------------------------------
@@ -753,7 +1139,7 @@ def test_personal_channel_delivers_offline_events(app, pages, tabs):
 def test_reconnect_after_server_restart(start_server, tabs):
     """A restart drops the socket; the client reconnects, re-auths and re-subscribes."""
     server: Server = start_server()
-    app = AppClient(server)
+    app = new_app(server)
     pages = PageServer(app)
     try:
         page = harness(
@@ -897,3 +1283,13 @@ def test_demo_page_chat_between_two_tabs(app, tabs):
 
     os.makedirs(ARTIFACTS, exist_ok=True)
     alice.screenshot(path=os.path.join(ARTIFACTS, "demo.png"), full_page=True)
+
+    # bob (peer chat on) goes: his chat with alice ends on her page
+    bob.close()
+    wait(
+        alice,
+        "() => !document.querySelector('#presence li[data-user=\"bob\"]')"
+        " && !document.querySelector('#chat-peers button')"
+        " && document.getElementById('chat-text').disabled",
+        "alice's page without bob and without the chat with him",
+    )
