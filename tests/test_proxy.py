@@ -29,18 +29,6 @@ def unique(prefix: str) -> str:
     return "%s-%s" % (prefix, secrets.token_hex(4))
 
 
-@pytest.fixture
-def app(server) -> AppClient:
-    """A fresh app with a name of its own (app names are unique, contract §2)."""
-    return AppClient(server, name=unique("proxy"))
-
-
-@pytest.fixture
-def other_app(server) -> AppClient:
-    """A second app, to check isolation."""
-    return AppClient(server, name=unique("proxy-other"))
-
-
 def proxy_for(app: AppClient, **kwargs) -> pushi.Pushi:
     """A proxy holding an app's credentials, pointed at its server."""
     return pushi.Pushi(

@@ -299,12 +299,6 @@ def unique(prefix: str) -> str:
     return "%s-%s" % (prefix, secrets.token_hex(4))
 
 
-@pytest.fixture
-def app(server) -> AppClient:
-    """A fresh app with a name of its own (app names are unique, contract §2)."""
-    return AppClient(server, name=unique("published-lib"))
-
-
 def api_options(app: AppClient, **overrides) -> dict:
     """The keyword arguments an application passes to `pushi.API`."""
     options = dict(
@@ -505,7 +499,7 @@ def test_an_app_created_by_the_library_publishes_with_it(lib, server):
 
 
 def test_update_app_answers_the_new_name_as_bytes(lib, server, app):
-    other = AppClient(server, name=unique("published-lib-other"))
+    other = AppClient(server, name="published-lib-other")
     renamed, again = unique("renamed"), unique("renamed-again")
     result = lib.run(
         """
@@ -621,7 +615,7 @@ def test_logout_ends_the_session(lib, app):
 
 
 def test_login_with_wrong_credentials_is_404(lib, app, server):
-    other = AppClient(server, name=unique("published-lib-other"))
+    other = AppClient(server, name="published-lib-other")
     result = lib.run(
         """
         for name, options in INPUT["wrong"].items():
@@ -839,6 +833,9 @@ def test_subscriptions_create_and_delete(lib, app):
         RESULT["deleted"] = attempt(api.delete_subscription, "ann", "news")
         RESULT["missing"] = attempt(api.unsubscribe, "ann", "news")
         RESULT["bob deleted"] = attempt(api.unsubscribe, "bob", "news")
+        # the library puts ids in the path as they are: `+` and `@` stay literal
+        RESULT["email"] = attempt(api.subscribe, "a+b@x.com", "news")
+        RESULT["email deleted"] = attempt(api.unsubscribe, "a+b@x.com", "news")
         RESULT["no user"] = attempt(api.create_subscription, "", "news")
         RESULT["no event"] = attempt(api.create_subscription, "ann", "")
         """,
@@ -856,6 +853,8 @@ def test_subscriptions_create_and_delete(lib, app):
     assert result["deleted"] == created, "delete answers the deleted record"
     assert_returned(result["missing"], SUCCESS, "a missing subscription is no error")
     assert result["bob deleted"]["value"] == bob
+    assert result["email"]["value"]["user_id"] == "a+b@x.com", result["email"]
+    assert_returned(result["email deleted"], result["email"], "unsubscribe an email")
 
     for name, field in (("no user", "user_id"), ("no event", "event")):
         errors = assert_error(
@@ -983,7 +982,7 @@ def test_authenticate_with_legacy_presence_members(lib, start_server):
     # the library signs no channel_data: its apps send channel_data as an object,
     # which the server accepts only with PUSHI_LEGACY_PRESENCE_AUTH=1 (contract §4.4)
     server = start_server(env={"PUSHI_LEGACY_PRESENCE_AUTH": "1"})
-    app = AppClient(server, name=unique("published-lib-legacy"))
+    app = AppClient(server, name="published-lib-legacy")
     ann, bob = app.socket(), app.socket()
     ann_data = {"user_id": "ann", "user_info": {"name": "Ann"}}
     bob_data = {"user_id": "bob", "user_info": {"name": "Bób"}, "peer": False}
