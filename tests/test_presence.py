@@ -1,48 +1,41 @@
-"""Presence channels, forged presence data and peer channels (protocol §3.1-§3.4).
+"""Presence channels, forged presence data and peer channels (contract §3.5, §4).
 
 Pushi dialect over a real WebSocket against the real server process. To prove a
 message did NOT arrive, a test does a ping round trip on that socket after the
 action: a socket's messages are handled in order and its frames written in order.
+Peer-channel joins get no reply: tests see them in `POST /sockets/<id>` and in
+what reaches the sockets.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 
+import pytest
 from conftest import AppClient, Client, assert_nothing, until_pong
+from test_channels import (
+    ask,
+    assert_one_error,
+    assert_record,
+    assert_stamped,
+    channel_info,
+    info,
+    latest,
+    refused,
+    send_and_collect,
+    socket_channels,
+    unstamped,
+)
+from test_websocket import OP_CLOSE, RawSocket, close_payload, frame, port_of
 
 ROOM = "presence-room"
+PEER = "peer-room:alice&bob"
+SUCCEEDED = "pusher_internal:subscription_succeeded"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def events_named(messages: list[dict], event: str) -> list[dict]:
-    return [m for m in messages if m.get("event") == event]
-
-
-def send_and_collect(client: Client, event: str, data=None, **fields) -> list[dict]:
-    client.send(event, data, **fields)
-    return until_pong(client)
-
-
-def assert_refused(messages: list[dict], code: int | None = None, channel=None) -> dict:
-    """One pusher:error (code, channel named) and no subscription success."""
-    errors = events_named(messages, "pusher:error")
-    assert len(errors) == 1, "expected one pusher:error, got %r" % (messages,)
-    if code is not None:
-        assert errors[0]["data"].get("code") == code, "expected code %d, got %r" % (
-            code,
-            errors[0],
-        )
-    if channel is not None:
-        assert errors[0].get("channel") == channel, "expected %r named in %r" % (
-            channel,
-            errors[0],
-        )
-    succeeded = events_named(messages, "pusher_internal:subscription_succeeded")
-    assert succeeded == [], "expected no subscription success, got %r" % succeeded
-    return errors[0]
 
 
 def channel_data(user_id: str, **more) -> dict:
@@ -54,14 +47,30 @@ def channel_data(user_id: str, **more) -> dict:
 def join(client: Client, user_id: str, channel: str = ROOM, **more) -> dict:
     """Joins a presence channel with a correctly signed channel_data string."""
     reply = client.subscribe_signed(channel, channel_data(user_id, **more))
-    assert reply.get("name") == channel, reply
+    assert reply["name"] == channel and user_id in reply["members"], reply
     return reply
 
 
-def latest(client: Client, channel: str, **params) -> list[dict]:
-    client.send("pusher:latest", dict(channel=channel, **params))
-    reply = client.expect("pusher_internal:latest", channel)
-    return json.loads(reply["data"])["events"]
+def signed_subscribe(app: AppClient, client: Client, data_s: str, channel=ROOM):
+    """The subscribe message of a presence join with `data_s` signed as is."""
+    return {
+        "channel": channel,
+        "auth": app.auth(client.socket_id, channel, data_s),
+        "channel_data": data_s,
+    }
+
+
+def member_message(event: str, data: dict, channel: str = ROOM) -> dict:
+    """A member message exactly as the Pushi dialect sends it (contract §3.3)."""
+    return {"event": event, "member": json.dumps(data), "channel": channel}
+
+
+def added(data: dict, channel: str = ROOM) -> dict:
+    return member_message("pusher:member_added", data, channel)
+
+
+def removed(data: dict, channel: str = ROOM) -> dict:
+    return member_message("pusher:member_removed", data, channel)
 
 
 # -- presence subscriptions ------------------------------------------------------------
@@ -69,196 +78,236 @@ def latest(client: Client, channel: str, **params) -> list[dict]:
 
 def test_presence_reply_lists_members(app):
     alice, bob = app.socket(), app.socket()
-    reply = join(alice, "alice")
-    assert reply == {"name": ROOM, "members": {"alice": channel_data("alice")}}, reply
-    reply = join(bob, "bob")
-    assert reply == {
-        "name": ROOM,
-        "members": {"alice": channel_data("alice"), "bob": channel_data("bob")},
-    }, reply
+    assert join(alice, "alice") == info(ROOM, members={"alice": channel_data("alice")})
+    assert join(bob, "bob") == info(
+        ROOM, members={"alice": channel_data("alice"), "bob": channel_data("bob")}
+    )
 
 
-def test_member_added_carries_string_encoded_channel_data(app):
+def test_member_added_goes_to_the_others_before_the_joiners_reply(app):
     alice, bob = app.socket(), app.socket()
     join(alice, "alice")
-    data = json.dumps(channel_data("bob"))
-    got = send_and_collect(
-        bob,
-        "pusher:subscribe",
-        {
-            "channel": ROOM,
-            "auth": app.auth(bob.socket_id, ROOM, data),
-            "channel_data": data,
-        },
-    )
-    assert [m["event"] for m in got] == ["pusher_internal:subscription_succeeded"], (
-        "the joining socket expected only its subscription reply, got %r" % got
-    )
-    added = alice.expect("pusher:member_added", ROOM)
-    assert isinstance(added.get("member"), str), "member must be a string: %r" % added
-    assert json.loads(added["member"]) == channel_data("bob"), added
+    compact = '{"user_id":"bob","user_info":{"name":"Bob","tags":["a","b"]}}'
+    bob.send("pusher:subscribe", signed_subscribe(app, bob, compact))
+    got = until_pong(bob)
+    assert len(got) == 1, "the joiner expected only its reply, got %r" % (got,)
+    channel_info(got[0], SUCCEEDED, ROOM)
+    # produced before bob's reply: already on its way to alice
+    message = alice.next()
+    assert message == {
+        "event": "pusher:member_added",
+        "member": (
+            '{"user_id": "bob", "user_info": {"name": "Bob", "tags": ["a", "b"]}}'
+        ),
+        "channel": ROOM,
+    }, message
     assert_nothing(alice, "a second member_added")
 
 
-def test_second_socket_of_same_user_is_not_a_new_member(app):
+def test_a_connection_without_channel_data_is_no_member(app):
+    """Valid auth without channel_data: events yes, member no, no member messages."""
+    alice, watcher = app.socket(), app.socket()
+    join(alice, "alice")
+    reply = ask(
+        watcher, "pusher:subscribe", ROOM, auth=app.auth(watcher.socket_id, ROOM)
+    )
+    assert reply == info(ROOM, members={"alice": channel_data("alice")}), reply
+    assert_nothing(alice, "a member message for a socket that is no member")
+
+    bob = app.socket()
+    assert set(join(bob, "bob")["members"]) == {"alice", "bob"}
+    alice.expect("pusher:member_added", ROOM)
+    bob.close()
+    alice.expect("pusher:member_removed", ROOM)
+    assert_nothing(watcher, "member messages to a socket that is no member")
+
+    app.publish(ROOM, "to everyone joined")
+    assert watcher.next()["data"] == "to everyone joined"
+    assert alice.next()["data"] == "to everyone joined"
+
+
+def test_a_second_connection_is_not_announced_and_replaces_the_entry(app):
     observer, first, second = app.socket(), app.socket(), app.socket()
     join(observer, "watcher")
-    join(first, "alice")
-    observer.expect("pusher:member_added", ROOM)
-    updated = channel_data("alice", user_info={"name": "Alice 2"})
-    reply = second.subscribe_signed(ROOM, updated)
-    assert set(reply["members"]) == {"watcher", "alice"}, reply
-    assert reply["members"]["alice"] == updated, "expected latest channel_data: %r" % (
-        reply,
-    )
-    got = until_pong(observer)
-    assert events_named(got, "pusher:member_added") == [], (
-        "a second socket of a present user must not announce it again: %r" % got
-    )
+    old = channel_data("alice", user_info={"name": "Alice 1"})
+    new = channel_data("alice", user_info={"name": "Alice 2"})
+    first.subscribe_signed(ROOM, old)
+    assert observer.next() == added(old)
+    reply = second.subscribe_signed(ROOM, new)
+    assert reply["members"] == {"watcher": channel_data("watcher"), "alice": new}
+    assert_nothing(observer, "a second connection of a present user")
 
-
-def test_member_removed_only_when_last_socket_unsubscribes(app):
-    observer, first, second = app.socket(), app.socket(), app.socket()
-    join(observer, "watcher")
-    join(first, "alice")
-    join(second, "alice")
-    observer.expect("pusher:member_added", ROOM)
-
-    first.send("pusher:unsubscribe", {"channel": ROOM})
-    first.expect("pusher_internal:unsubscription_succeeded", ROOM)
-    got = until_pong(observer)
-    assert events_named(got, "pusher:member_removed") == [], (
-        "alice still has a socket: no member_removed expected, got %r" % got
-    )
-
-    second.send("pusher:unsubscribe", {"channel": ROOM})
-    second.expect("pusher_internal:unsubscription_succeeded", ROOM)
-    removed = observer.expect("pusher:member_removed", ROOM)
-    assert json.loads(removed["member"])["user_id"] == "alice", removed
-
-    # a newcomer sees only the watcher
+    # the replaced entry is not restored when the newer connection leaves
+    ask(second, "pusher:unsubscribe", ROOM)
+    assert_nothing(observer, "a member_removed while alice still has a socket")
     late = app.socket()
-    assert set(join(late, "late")["members"]) == {"watcher", "late"}
+    assert join(late, "late")["members"]["alice"] == new
+    assert observer.next() == added(channel_data("late"))
+
+    # the last one leaving carries its own channel_data
+    first.close()
+    assert observer.next() == removed(old)
+    assert_nothing(observer, "a second member_removed")
 
 
-def test_member_removed_only_when_last_socket_disconnects(app):
-    observer, first, second = app.socket(), app.socket(), app.socket()
+def abort(raw: RawSocket) -> None:
+    """Resets a raw connection: no close frame, a TCP RST."""
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+@pytest.mark.parametrize("how", ["unsubscribe", "close", "reset"])
+def test_member_removed_when_the_last_connection_leaves(app, how):
+    observer, other = app.socket(), app.socket()
     join(observer, "watcher")
-    join(first, "alice")
-    join(second, "alice")
-    observer.expect("pusher:member_added", ROOM)
+    join(other, "alice")
+    raw = RawSocket(port_of(app.server))
+    try:
+        raw_id = raw.open(app.key)
+        data_s = json.dumps(channel_data("alice", user_info={"name": "raw"}))
+        raw.send_message(
+            {
+                "event": "pusher:subscribe",
+                "data": {
+                    "channel": ROOM,
+                    "auth": app.auth(raw_id, ROOM, data_s),
+                    "channel_data": data_s,
+                },
+            }
+        )
+        assert raw.message()["event"] == SUCCEEDED
+        assert observer.next() == added(channel_data("alice"))
 
-    first.close()  # returns once the server has closed its side
-    got = until_pong(observer)
-    assert events_named(got, "pusher:member_removed") == [], (
-        "alice still has a socket: no member_removed expected, got %r" % got
-    )
-    second.close()
-    removed = observer.expect("pusher:member_removed", ROOM)
-    assert isinstance(removed["member"], str), removed
-    assert json.loads(removed["member"])["user_id"] == "alice", removed
+        other.close()
+        assert_nothing(observer, "a member_removed while alice has a socket left")
+        if how == "unsubscribe":
+            raw.send_message({"event": "pusher:unsubscribe", "data": {"channel": ROOM}})
+            reply = raw.message()
+            assert channel_info(
+                reply, "pusher_internal:unsubscription_succeeded", ROOM
+            ) == info(ROOM, members={"watcher": channel_data("watcher")})
+        elif how == "close":
+            raw.send(frame(OP_CLOSE, close_payload(1000)))
+        else:
+            abort(raw)
+        assert observer.next() == removed(json.loads(data_s))
+        assert_nothing(observer, "a second member_removed")
+    finally:
+        raw.close()
+    newcomer = app.socket()
+    assert set(join(newcomer, "newcomer")["members"]) == {"watcher", "newcomer"}
 
 
-def test_presence_client_event_carries_sender_user_id(app):
+def test_resubscribing_the_only_socket_announces_removal_then_addition(app):
+    observer, alice = app.socket(), app.socket()
+    join(observer, "watcher")
+    join(alice, "alice")
+    assert observer.next() == added(channel_data("alice"))
+    again = channel_data("alice", user_info={"name": "Alice again"})
+    reply = alice.subscribe_signed(ROOM, again)
+    assert reply["members"] == {"watcher": channel_data("watcher"), "alice": again}
+    assert observer.next() == removed(channel_data("alice"))
+    assert observer.next() == added(again)
+    assert_nothing(observer, "more member messages")
+    assert socket_channels(app, alice.socket_id) == [ROOM]
+
+
+def test_unsubscribe_reply_shows_the_members_after_leaving(app):
     alice, bob = app.socket(), app.socket()
     join(alice, "alice")
     join(bob, "bob")
-    alice.send("chat", "hello", channel=ROOM)
-    got = bob.expect("chat", ROOM)
-    assert got.get("user_id") == "alice", "expected the sender's user_id: %r" % got
-    assert got["data"] == "hello"
-    # a user_id in the client's message is not taken: the signed one is
-    alice.send("chat", "forged", channel=ROOM, user_id="admin")
-    got = bob.expect("chat", ROOM)
-    assert got.get("user_id") == "alice", "user_id taken from the client: %r" % got
+    assert alice.next() == added(channel_data("bob"))
+    reply = ask(bob, "pusher:unsubscribe", ROOM)
+    assert reply == info(ROOM, members={"alice": channel_data("alice")}), reply
+    assert alice.next() == removed(channel_data("bob"))
 
 
-# -- forged presence -------------------------------------------------------------------
+def test_presence_client_event_has_no_user_id(app):
+    """Pushi client events get no `user_id` (contract §5)."""
+    alice, bob = app.socket(), app.socket()
+    join(alice, "alice")
+    join(bob, "bob")
+    alice.expect("pusher:member_added", ROOM)
+    alice.send("chat", "hello", channel=ROOM, user_id="admin")
+    got = bob.next()
+    assert_stamped(got)
+    assert unstamped(got) == {"channel": ROOM, "event": "chat", "data": "hello"}, got
+    assert_nothing(alice, "an echo")
 
 
-def test_presence_without_auth_is_refused(app):
-    client = app.socket()
-    data = json.dumps(channel_data("alice"))
-    got = send_and_collect(
-        client, "pusher:subscribe", {"channel": ROOM, "channel_data": data}
-    )
-    assert_refused(got, 4009, ROOM)
+# -- forged presence (signed by default, contract §4.4) --------------------------------
 
 
-def test_channel_data_changed_after_signing_is_refused(app):
-    victim_watcher, attacker = app.socket(), app.socket()
-    join(victim_watcher, "watcher")
-    signed = json.dumps(channel_data("mallory"))
-    forged = json.dumps(channel_data("admin"))
-    got = send_and_collect(
-        attacker,
-        "pusher:subscribe",
-        {
-            "channel": ROOM,
-            "auth": app.auth(attacker.socket_id, ROOM, signed),
-            "channel_data": forged,
-        },
-    )
-    assert_refused(got, 4009, ROOM)
-    assert_nothing(victim_watcher, "a member_added for a forged user")
+def forged_joins(app: AppClient, client: Client) -> dict:
+    """Presence subscribe data that must be refused: (data, expected code)."""
+    good = json.dumps(channel_data("mallory"))
+
+    def signed(data_s: str) -> dict:
+        return signed_subscribe(app, client, data_s)
+
+    return {
+        "no-auth": ({"channel": ROOM, "channel_data": good}, 4009),
+        "changed-after-signing": (
+            dict(signed(good), channel_data=json.dumps(channel_data("admin"))),
+            4009,
+        ),
+        "signed-without-data": (
+            dict(signed(good), auth=app.auth(client.socket_id, ROOM)),
+            4009,
+        ),
+        "object-without-legacy-flag": (
+            {
+                "channel": ROOM,
+                "auth": app.auth(client.socket_id, ROOM),
+                "channel_data": channel_data("alice"),
+            },
+            4009,
+        ),
+        "not-json": (signed("{user_id: alice}"), 4000),
+        "json-array": (signed('["alice"]'), 4000),
+        "no-user-id": (signed('{"user_info": {"name": "nobody"}}'), 4000),
+        "empty-user-id": (signed('{"user_id": ""}'), 4000),
+        "user-id-object": (signed('{"user_id": {"id": 1}}'), 4000),
+        "channel-data-number": (dict(signed(good), channel_data=5), 4000),
+    }
 
 
-def test_channel_data_object_refused_without_legacy_flag(app):
-    client, watcher = app.socket(), app.socket()
+def test_forged_presence_is_refused_and_the_connection_kept(app):
+    watcher, client = app.socket(), app.socket()
     join(watcher, "watcher")
-    # the legacy form: channel_data an object, signed as socket_id:channel
-    got = send_and_collect(
-        client,
-        "pusher:subscribe",
-        {
-            "channel": ROOM,
-            "auth": app.auth(client.socket_id, ROOM),
-            "channel_data": channel_data("alice"),
-        },
-    )
-    assert_refused(got, channel=ROOM)
-    assert_nothing(watcher, "a member_added for an unsigned user id")
-
-
-def test_missing_user_id_is_refused(app):
-    client = app.socket()
-    data = json.dumps({"user_info": {"name": "nobody"}})
-    got = send_and_collect(
-        client,
-        "pusher:subscribe",
-        {
-            "channel": ROOM,
-            "auth": app.auth(client.socket_id, ROOM, data),
-            "channel_data": data,
-        },
-    )
-    assert_refused(got, channel=ROOM)
+    for name, (data, code) in forged_joins(app, client).items():
+        got = send_and_collect(client, "pusher:subscribe", data)
+        try:
+            assert_one_error(got, code, ROOM)
+        except AssertionError as error:
+            raise AssertionError("%s: %s" % (name, error)) from None
+    assert socket_channels(app, client.socket_id) == []
+    assert_nothing(watcher, "member messages for refused joins")
     # the connection stays usable
-    assert join(client, "alice")["members"] == {"alice": channel_data("alice")}
+    assert set(join(client, "alice")["members"]) == {"watcher", "alice"}
 
 
-def test_legacy_object_channel_data_accepted_with_flag(start_server):
+def test_legacy_object_channel_data_accepted_with_the_flag(start_server):
     server = start_server({"PUSHI_LEGACY_PRESENCE_AUTH": "1"})
     app = AppClient(server)
-    watcher, legacy = app.socket(), app.socket()
+    watcher, legacy, modern = app.socket(), app.socket(), app.socket()
     join(watcher, "watcher")
     data = channel_data("alice")
-    legacy.send(
+    reply = ask(
+        legacy,
         "pusher:subscribe",
-        {
-            "channel": ROOM,
-            "auth": app.auth(legacy.socket_id, ROOM),
-            "channel_data": data,
-        },
+        ROOM,
+        auth=app.auth(legacy.socket_id, ROOM),
+        channel_data=data,
     )
-    reply = legacy.expect("pusher_internal:subscription_succeeded", ROOM)
-    members = json.loads(reply["data"])["members"]
-    assert members == {"watcher": channel_data("watcher"), "alice": data}, members
-    added = watcher.expect("pusher:member_added", ROOM)
-    assert json.loads(added["member"]) == data
-    # a wrong signature is still refused in the legacy form
+    assert reply["members"] == {"watcher": channel_data("watcher"), "alice": data}
+    assert watcher.next() == added(data)
+    # the signed string form still works
+    assert set(join(modern, "bob")["members"]) == {"watcher", "alice", "bob"}
+    assert watcher.next() == added(channel_data("bob"))
+    # a wrong signature is refused in the legacy form too, and so is no user_id
     other = app.socket()
-    got = send_and_collect(
+    refused(
         other,
         "pusher:subscribe",
         {
@@ -266,143 +315,201 @@ def test_legacy_object_channel_data_accepted_with_flag(start_server):
             "auth": app.auth(legacy.socket_id, ROOM),
             "channel_data": channel_data("eve"),
         },
+        4009,
+        ROOM,
     )
-    assert_refused(got, 4009, ROOM)
+    refused(
+        other,
+        "pusher:subscribe",
+        {
+            "channel": ROOM,
+            "auth": app.auth(other.socket_id, ROOM),
+            "channel_data": {"user_info": {}},
+        },
+        4000,
+        ROOM,
+    )
+    assert_nothing(watcher, "member messages for refused joins")
 
 
 # -- peer channels ---------------------------------------------------------------------
 
-PEER = "peer-room:alice&bob"
+
+@pytest.mark.parametrize("first", ["alice", "bob"])
+def test_peer_channel_joined_both_ways_without_replies(app, first):
+    """The name sorts the two ids whoever joins first; no reply for the joins."""
+    second = "bob" if first == "alice" else "alice"
+    early, late = app.socket(), app.socket()
+    join(early, first, peer=True)
+    late.send(
+        "pusher:subscribe",
+        signed_subscribe(app, late, json.dumps(channel_data(second, peer=True))),
+    )
+    got = until_pong(late)
+    assert len(got) == 1, "the joiner expected its presence reply only: %r" % (got,)
+    channel_info(got[0], SUCCEEDED, ROOM)
+    # the joins happened before the reply
+    assert socket_channels(app, late.socket_id) == [ROOM, PEER]
+    assert socket_channels(app, early.socket_id) == [ROOM, PEER]
+    assert early.next() == added(channel_data(second, peer=True))
+    assert_nothing(early, "a reply for an automatic peer join")
+    app.publish(PEER, "to the pair")
+    for client in (early, late):
+        assert client.next()["channel"] == PEER
 
 
-def peer_pair(app: AppClient) -> tuple[Client, Client]:
-    """bob then alice join presence-room with peer: true; both get the peer channel."""
-    bob, alice = app.socket(), app.socket()
-    join(bob, "bob", peer=True)
-    join(alice, "alice", peer=True)
-    for client in (alice, bob):
-        reply = client.expect("pusher_internal:subscription_succeeded", PEER)
-        assert json.loads(reply["data"]) == {"name": PEER}, reply
-    return alice, bob
+def test_the_joiners_flag_decides_and_the_others_join_whatever_theirs(app):
+    bob1, bob2 = app.socket(), app.socket()
+    join(bob1, "bob")
+    join(bob2, "bob")
+    alice = app.socket()
+    join(alice, "alice", peer=True)  # alice's first connection: bob's join too
+    for client in (alice, bob1, bob2):
+        assert socket_channels(app, client.socket_id) == [ROOM, PEER]
 
-
-def test_peer_channel_joined_both_ways_with_sorted_name(app):
-    # alice first, so the joiner (bob) sorts last; peer_pair covers the other order
-    alice, bob = app.socket(), app.socket()
-    join(alice, "alice", peer=True)
-    join(bob, "bob", peer=True)
-    got_alice = until_pong(alice)
-    got_bob = until_pong(bob)
-    for name, got in (("alice", got_alice), ("bob", got_bob)):
-        peers = [
-            m.get("channel")
-            for m in events_named(got, "pusher_internal:subscription_succeeded")
-        ]
-        assert peers == [PEER], "%s: expected a subscription to %s, got %r" % (
-            name,
-            PEER,
-            got,
-        )
-
-
-def test_peer_client_event_reaches_other_user_only(app):
-    alice, bob = peer_pair(app)
     carol = app.socket()
+    join(carol, "carol")  # no flag: creates nothing, even with a flagged alice
+    assert socket_channels(app, carol.socket_id) == [ROOM]
+    assert socket_channels(app, alice.socket_id) == [ROOM, PEER]
+
+    # alice's later connections: with the flag they join the pairs, without not
+    flagged, plain = app.socket(), app.socket()
+    join(flagged, "alice", peer=True)
+    join(plain, "alice")
+    assert socket_channels(app, flagged.socket_id) == [
+        ROOM,
+        PEER,
+        "peer-room:alice&carol",
+    ]
+    assert socket_channels(app, plain.socket_id) == [ROOM]
+    # a later connection's pairs do not pull the others' sockets in again
+    assert socket_channels(app, carol.socket_id) == [ROOM]
+
+
+def test_peer_client_event_reaches_the_other_user_only(app):
+    alice, bob, carol = app.socket(), app.socket(), app.socket()
+    join(bob, "bob", peer=True)
+    join(alice, "alice", peer=True)
     join(carol, "carol")  # a member of the room, not of the alice&bob pair
-    until_pong(alice)
-    until_pong(bob)
-    until_pong(carol)
+    for client in (alice, bob, carol):
+        until_pong(client)
 
     alice.send("whisper", "just for bob", channel=PEER)
-    got = bob.expect("whisper", PEER)
-    assert got["data"] == "just for bob"
-    assert got.get("user_id") == "alice", "expected the sender's user_id: %r" % got
+    got = bob.next()
+    assert_stamped(got)
+    assert unstamped(got) == {
+        "channel": PEER,
+        "event": "whisper",
+        "data": "just for bob",
+    }
     assert_nothing(alice, "an echo of its own peer event")
-    assert_nothing(carol, "an event of a peer channel it is not part of")
+    assert_nothing(carol, "an event of a pair it is not part of")
+
+    [record] = latest(bob, PEER)
+    assert_record(record, app, got, owner_id=alice.socket_id)
 
 
-def test_latest_on_peer_channel_for_members(app):
-    alice, bob = peer_pair(app)
-    alice.send("whisper", "first", channel=PEER)
-    bob.expect("whisper", PEER)
-    bob.send("whisper", "second", channel=PEER)
-    alice.expect("whisper", PEER)
-    for client in (alice, bob):
-        stored = latest(client, PEER)
-        assert [(e["data"], e.get("user_id")) for e in stored] == [
-            ("second", "bob"),
-            ("first", "alice"),
-        ], stored
-
-
-def test_third_user_cannot_subscribe_read_or_publish_on_peer_channel(app):
-    alice, bob = peer_pair(app)
-    carol = app.socket()
+def test_eligible_members_may_read_and_leave_but_not_publish(app):
+    """Eligible: a member whose user id is in the pair, joined or not (§3.5)."""
+    carol, dave, erin, outsider = (app.socket() for _ in range(4))
     join(carol, "carol")
-    until_pong(carol)
+    join(dave, "dave")
+    join(erin, "erin")
+    for client in (carol, dave):
+        until_pong(client)  # the member_added of the later joiners
+    pair = "peer-room:carol&dave"  # no flag: the pair was never joined
+    assert socket_channels(app, carol.socket_id) == [ROOM]
+    assert latest(carol, pair) == []
+    assert ask(carol, "pusher:unsubscribe", pair) == info(pair)
+    refused(carol, "whisper", "x", 4009, pair, channel=pair)
+    refused(carol, "pusher:subscribe", {"channel": pair}, 4009, pair)
+    for client in (erin, outsider):
+        refused(client, "pusher:latest", {"channel": pair}, 4009, pair)
+        refused(client, "whisper", "x", 4009, pair, channel=pair)
+    assert_nothing(dave, "events of refused requests")
 
-    got = send_and_collect(carol, "pusher:subscribe", {"channel": PEER})
-    assert_refused(got, 4009, PEER)
-    got = send_and_collect(carol, "whisper", "intrusion", channel=PEER)
-    assert len(events_named(got, "pusher:error")) == 1, got
-    assert events_named(got, "pusher:error")[0]["data"]["code"] == 4009, got
-    got = send_and_collect(carol, "pusher:latest", {"channel": PEER})
-    assert len(events_named(got, "pusher:error")) == 1, got
-    assert events_named(got, "pusher_internal:latest") == [], got
 
-    # a socket outside the presence channel altogether
-    dave = app.socket()
-    got = send_and_collect(dave, "pusher:subscribe", {"channel": PEER})
-    assert_refused(got, 4009, PEER)
-    got = send_and_collect(dave, "whisper", "intrusion", channel=PEER)
-    assert len(events_named(got, "pusher:error")) == 1, got
-
+def test_third_user_cannot_subscribe_read_or_publish_on_a_pair(app):
+    alice, bob, carol = app.socket(), app.socket(), app.socket()
+    join(bob, "bob", peer=True)
+    join(alice, "alice", peer=True)
+    join(carol, "carol")
     for client in (alice, bob):
-        got = until_pong(client)
-        assert events_named(got, "whisper") == [], "intruder's event arrived: %r" % got
+        until_pong(client)
+    refused(carol, "pusher:subscribe", {"channel": PEER}, 4009, PEER)
+    refused(carol, "whisper", "intrusion", 4009, PEER, channel=PEER)
+    refused(carol, "pusher:latest", {"channel": PEER}, 4009, PEER)
+    for client in (alice, bob):
+        assert_nothing(client, "an intruder's event")
 
 
-def test_leaving_presence_leaves_peer_channel(app):
-    alice, bob = peer_pair(app)
-    alice.subscribe("marker")
-    alice.send("pusher:unsubscribe", {"channel": ROOM})
-    alice.expect("pusher_internal:unsubscription_succeeded", ROOM)
-    bob.expect("pusher:member_removed", ROOM)
-
-    app.publish(PEER, "after leaving")
-    app.publish("marker", "marker")
-    got = alice.next()
-    assert got.get("channel") == "marker", "expected the marker first, got %r" % got
-    got = send_and_collect(alice, "whisper", "still here?", channel=PEER)
-    assert len(events_named(got, "pusher:error")) == 1, (
-        "publishing on a peer channel after leaving the room must fail: %r" % got
-    )
-    got = until_pong(bob)
-    assert events_named(got, "whisper") == [], got
+def test_direct_subscription_to_a_pair_needs_private_auth(app):
+    alice, bob = app.socket(), app.socket()
+    join(bob, "bob", peer=True)
+    join(alice, "alice", peer=True)
+    auditor = app.socket()
+    refused(auditor, "pusher:subscribe", {"channel": PEER}, 4009, PEER)
+    assert auditor.subscribe_signed(PEER) == info(PEER)
+    alice.send("whisper", "audited", channel=PEER)
+    assert auditor.next()["data"] == "audited"
+    assert bob.expect("whisper", PEER)["data"] == "audited"
 
 
-def test_peer_channel_reaches_every_socket_of_the_other_user(app):
+def test_the_others_leave_the_pair_when_a_flagged_users_last_connection_leaves(app):
+    alice1, alice2, bob = app.socket(), app.socket(), app.socket()
+    join(bob, "bob")
+    join(alice1, "alice", peer=True)
+    join(alice2, "alice", peer=True)
+    assert socket_channels(app, bob.socket_id) == [ROOM, PEER]
+    alice1.close()
+    bob.roundtrip()
+    assert socket_channels(app, bob.socket_id) == [ROOM, PEER]
+    alice2.close()
+    assert bob.expect("pusher:member_removed", ROOM)
+    assert socket_channels(app, bob.socket_id) == [ROOM]
+    app.publish(PEER, "nobody left")
+    assert_nothing(bob, "an event of a pair closed")
+
+
+def test_leaving_presence_leaves_the_sockets_own_pairs(app):
+    """Contract §4.9 (the original keeps them)."""
+    alice, bob = app.socket(), app.socket()
+    join(bob, "bob")  # not flagged: alice stays in the pair when bob leaves
+    join(alice, "alice", peer=True)
+    assert socket_channels(app, bob.socket_id) == [ROOM, PEER]
+    reply = ask(bob, "pusher:unsubscribe", ROOM)
+    assert reply == info(ROOM, members={"alice": channel_data("alice", peer=True)})
+    assert socket_channels(app, bob.socket_id) == []
+    assert socket_channels(app, alice.socket_id) == [ROOM, PEER]
+    refused(bob, "whisper", "still here?", 4009, PEER, channel=PEER)
+
+    # a flagged user leaving takes the others out of its pairs too
+    carol, dave = app.socket(), app.socket()
+    join(carol, "carol")  # no flag: creates nothing
+    assert socket_channels(app, carol.socket_id) == [ROOM]
+    join(dave, "dave", peer=True)
+    alice_dave, carol_dave = "peer-room:alice&dave", "peer-room:carol&dave"
+    assert socket_channels(app, dave.socket_id) == [ROOM, alice_dave, carol_dave]
+    assert socket_channels(app, alice.socket_id) == [ROOM, PEER, alice_dave]
+    assert socket_channels(app, carol.socket_id) == [ROOM, carol_dave]
+    ask(dave, "pusher:unsubscribe", ROOM)
+    assert socket_channels(app, dave.socket_id) == []
+    assert socket_channels(app, alice.socket_id) == [ROOM, PEER]
+    assert socket_channels(app, carol.socket_id) == [ROOM]
+
+
+def test_only_the_socket_that_leaves_the_room_leaves_the_pair(app):
     alice1, alice2, bob = app.socket(), app.socket(), app.socket()
     join(alice1, "alice", peer=True)
     join(alice2, "alice", peer=True)
     join(bob, "bob", peer=True)
-    for client in (alice1, alice2, bob):
-        client.expect("pusher_internal:subscription_succeeded", PEER)
-
     bob.send("whisper", "to both of alice's sockets", channel=PEER)
     for client in (alice1, alice2):
         assert client.expect("whisper", PEER)["data"] == "to both of alice's sockets"
 
-    # one of alice's sockets leaves the room: only that one leaves the peer channel
-    alice1.subscribe("marker")
-    alice1.send("pusher:unsubscribe", {"channel": ROOM})
-    alice1.expect("pusher_internal:unsubscription_succeeded", ROOM)
+    ask(alice1, "pusher:unsubscribe", ROOM)
+    assert socket_channels(app, alice1.socket_id) == []
     bob.send("whisper", "after one left", channel=PEER)
     assert alice2.expect("whisper", PEER)["data"] == "after one left"
-    app.publish("marker", "marker")
-    got = alice1.next()
-    assert got.get("channel") == "marker", "expected the marker first, got %r" % got
-    got = until_pong(bob)
-    assert events_named(got, "pusher:member_removed") == [], (
-        "alice still has a socket in the room: %r" % got
-    )
+    assert_nothing(alice1, "a pair event after leaving the room")
+    assert_nothing(bob, "a member_removed while alice has a socket in the room")
