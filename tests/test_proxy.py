@@ -200,6 +200,19 @@ def test_list_events_newest_first_and_counted(app):
     assert record["instance"] == app.ident
 
 
+def test_list_events_of_a_channel_and_skipped(app):
+    proxy = proxy_for(app)
+    for channel in ("a", "b", "a", "b", "a"):
+        proxy.trigger_event(channel, "on " + channel)
+    stored(proxy, 5, "five events")
+    on_a = proxy.list_events(channel="a")["events"]
+    assert [e["channel"] for e in on_a] == ["a", "a", "a"]
+    assert proxy.list_events(channel="a", skip=1)["events"] == on_a[1:]
+    assert proxy.list_events(count=2, skip=1)["events"] == (
+        proxy.list_events()["events"][1:3]
+    )
+
+
 def test_a_bad_publish_is_a_pushi_error(app):
     proxy = proxy_for(app)
     with pytest.raises(pushi.PushiError) as caught:

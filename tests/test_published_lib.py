@@ -372,6 +372,7 @@ def assert_error(result: dict, status: int, name: str, message: str, what: str):
     assert body["message"] == message, (what, body)
     assert body["code"] == status, (what, body)
     assert uuid.UUID(body["uid"]).version == 4, (what, body)
+    assert isinstance(body["session"], str), (what, body)
     return body.get("errors")
 
 

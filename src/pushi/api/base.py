@@ -192,12 +192,16 @@ class API(appier.API):
         """The same as `create_event`."""
         return self.create_event(*args, **kwargs)
 
-    def list_events(self, count: int = 10, channel: str | None = None) -> dict:
+    def list_events(
+        self, count: int = 10, channel: str | None = None, skip: int = 0
+    ) -> dict:
         """`{"events": [record]}`: the app's latest stored events (of one channel
-        if given), newest first."""
+        if given), newest first, `skip` of them left out (`count` 1 to 100)."""
         params: dict = dict(count=count)
         if channel is not None:
             params["channel"] = channel
+        if skip:
+            params["skip"] = skip
         return self._answer(self.get(self._url("events"), params=params), dict)
 
     # -- subscriptions -------------------------------------------------------
