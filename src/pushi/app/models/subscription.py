@@ -20,7 +20,7 @@ def not_personal(name: str, message: str = "value is a personal channel"):
     return validation
 
 
-def channel_name(name: str, prefix: str = "", message: str = "value is invalid"):
+def channel_name(name: str, message: str, prefix: str = ""):
     """Validator: `prefix + value` must be a channel name clients can join."""
 
     def validation(object, ctx) -> bool:
@@ -57,10 +57,12 @@ class Subscription(PushiBase):
         return super().validate() + [
             appier.not_null("user_id"),
             appier.not_empty("user_id"),
-            channel_name("user_id", prefix="personal-"),
+            channel_name(
+                "user_id", "value cannot name a personal channel", "personal-"
+            ),
             appier.not_null("event"),
             appier.not_empty("event"),
-            channel_name("event"),
+            channel_name("event", "value is not a channel name"),
             not_personal("event"),
         ]
 
