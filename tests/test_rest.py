@@ -1,8 +1,9 @@
-"""The REST API (protocol.md §4) against the real server, route by route.
+"""The REST API against the real server: contract §1 (records) and §2 (routes).
 
 Every test creates its own app (`app`, `other_app` fixtures or a private server) and
 talks HTTP to the real process. Calls that must carry no session use bare `requests`
-calls, never the app's logged-in `requests.Session` (it holds the session cookie).
+calls (`call`), never the app's logged-in `requests.Session` (it holds a cookie).
+Replies are compared whole: the published clients read these exact shapes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,28 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import uuid
 
 import pytest
 import requests
 from conftest import AppClient, mongo_url
 
+import pushi
+
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX24 = re.compile(r"^[0-9a-f]{24}$")
 LEAKS = re.compile(r"Traceback|File \"|\.py\b|site-packages|/usr/|/tmp/|/home/|/work/")
+RUNTIME = re.compile(r"openssl|python|pymongo|netius|appier|sqlite", re.IGNORECASE)
 TIMEOUT = 10
+
+COMMON = {"_id", "id", "enabled", "description", "created", "modified", "meta"}
+COMMON |= {"instance"}
+APP_FIELDS = COMMON | {"name", "ident", "key", "secret", "apn_sandbox", "apn_key"}
+APP_FIELDS |= {"apn_cer", "vapid_key", "vapid_email", "smtp_url"}
+EVENT_FIELDS = COMMON | {"mid", "channel", "owner_id", "timestamp", "data"}
+SUBSCRIPTION_FIELDS = COMMON | {"user_id", "event"}
+ERROR_FIELDS = {"result", "name", "message", "code", "uid", "session"}
+NOT_AUTHENTICATED = ("AppierException", "User not authenticated")
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -36,47 +51,99 @@ def credentials(app: AppClient) -> dict:
 
 def fresh_token(app: AppClient) -> str:
     """A new session token for the app, obtained without any cookie jar."""
-    response = call(app.server, "GET", "login", params=credentials(app))
-    assert response.status_code == 200, "login: expected 200, got %d %s" % (
-        response.status_code,
-        response.text,
-    )
-    token = response.json().get("token")
-    assert isinstance(token, str) and token, "login: expected a token, got %r" % (
-        response.text,
-    )
-    return token
+    body = assert_ok(call(app.server, "GET", "login", params=credentials(app)), "login")
+    assert set(body) == {"token"} and isinstance(
+        body["token"], str
+    ), "login: expected {'token': sid}, got %r" % (body,)
+    return body["token"]
 
 
-def assert_error(response: requests.Response, status: int | tuple, what: str) -> dict:
-    """A refused call: the status, a JSON body with `code` and `message`, no trace."""
-    statuses = status if isinstance(status, tuple) else (status,)
-    assert response.status_code in statuses, "%s: expected HTTP %s, got %d %r" % (
+def assert_json(response: requests.Response, what: str):
+    """A JSON reply as the published clients decode it, with Appier's CORS header."""
+    content_type = response.headers.get("Content-Type", "")
+    assert (
+        content_type.split(";")[0] == "application/json"
+    ), "%s: expected Content-Type application/json, got %r and %r" % (
         what,
-        "/".join(map(str, statuses)),
-        response.status_code,
-        response.text[:500],
+        content_type,
+        response.text[:300],
     )
-    assert "json" in response.headers.get(
-        "Content-Type", ""
-    ), "%s: expected a JSON error body, got Content-Type %r and %r" % (
+    assert (
+        response.headers.get("Access-Control-Allow-Origin") == "*"
+    ), "%s: expected Access-Control-Allow-Origin *, got headers %r" % (
         what,
-        response.headers.get("Content-Type"),
-        response.text[:500],
+        dict(response.headers),
     )
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
         raise AssertionError(
-            "%s: error body is not JSON: %r" % (what, response.text[:500])
+            "%s: the body is not JSON: %r" % (what, response.text[:300])
         ) from None
-    assert isinstance(body, dict), "%s: expected a JSON object, got %r" % (what, body)
+
+
+def assert_ok(response: requests.Response, what: str):
+    assert response.status_code == 200, "%s: expected 200, got %d %r" % (
+        what,
+        response.status_code,
+        response.text[:500],
+    )
+    return assert_json(response, what)
+
+
+def assert_error(
+    response: requests.Response,
+    status: int,
+    what: str,
+    name: str | None = None,
+    message: str | None = None,
+    errors: dict | None = None,
+) -> dict:
+    """Appier's error body, whole: `{"result": "error", "name", "message", "code",
+    "uid", "session"[, "errors"]}`, with `X-Error-Id`, and no trace of internals."""
+    assert response.status_code == status, "%s: expected HTTP %d, got %d %r" % (
+        what,
+        status,
+        response.status_code,
+        response.text[:500],
+    )
+    body = assert_json(response, what)
+    expected_keys = ERROR_FIELDS | ({"errors"} if errors is not None else set())
     assert (
-        body.get("code") == response.status_code
-    ), "%s: expected code %d in the body, got %r" % (what, response.status_code, body)
+        isinstance(body, dict) and set(body) == expected_keys
+    ), "%s: expected the keys %s, got %r" % (what, sorted(expected_keys), body)
     assert (
-        isinstance(body.get("message"), str) and body["message"]
-    ), "%s: expected a message in the body, got %r" % (what, body)
+        body["result"] == "error" and body["code"] == status
+    ), "%s: expected result error and code %d, got %r" % (what, status, body)
+    assert (
+        isinstance(body["message"], str) and body["message"]
+    ), "%s: expected a message, got %r" % (what, body)
+    if name is not None:
+        assert body["name"] == name, "%s: expected name %r, got %r" % (
+            what,
+            name,
+            body,
+        )
+    if message is not None:
+        assert body["message"] == message, "%s: expected message %r, got %r" % (
+            what,
+            message,
+            body,
+        )
+    if errors is not None:
+        assert body["errors"] == errors, "%s: expected errors %r, got %r" % (
+            what,
+            errors,
+            body,
+        )
+    assert str(uuid.UUID(body["uid"])) == body["uid"], "%s: uid %r" % (what, body)
+    assert (
+        response.headers.get("X-Error-Id") == body["uid"]
+    ), "%s: expected X-Error-Id %s, got %r" % (
+        what,
+        body["uid"],
+        response.headers.get("X-Error-Id"),
+    )
     leak = LEAKS.search(response.text)
     assert leak is None, "%s: error body leaks %r: %r" % (
         what,
@@ -86,120 +153,200 @@ def assert_error(response: requests.Response, status: int | tuple, what: str) ->
     return body
 
 
-def assert_ok(response: requests.Response, what: str):
-    assert response.status_code == 200, "%s: expected 200, got %d %r" % (
+def assert_record(record: dict, fields: set, instance: str, what: str) -> None:
+    """The common record fields of contract §1, and exactly the given keys."""
+    assert (
+        isinstance(record, dict) and set(record) == fields
+    ), "%s: expected the keys %s, got %r" % (what, sorted(fields), record)
+    assert HEX24.match(str(record["_id"])), "%s: _id %r" % (what, record["_id"])
+    assert type(record["id"]) is int and record["id"] > 0, "%s: id %r" % (what, record)
+    for stamp in ("created", "modified"):
+        assert (
+            type(record[stamp]) is int and record[stamp] > 1_600_000_000
+        ), "%s: expected %s as int epoch seconds, got %r" % (what, stamp, record)
+    assert (
+        record["enabled"] is True
+        and record["description"] is None
+        and record["meta"] == {}
+        and record["instance"] == instance
+    ), "%s: expected enabled, no description, meta {} and instance %s, got %r" % (
         what,
-        response.status_code,
-        response.text[:500],
+        instance,
+        record,
     )
-    return response.json()
 
 
-def published_event(app: AppClient, client, channel: str, data: str) -> dict:
+def events(app: AppClient, **params) -> list[dict]:
+    """`GET /events`: the `events` list of the reply."""
+    body = assert_ok(app.request("GET", "events", params=params), "GET /events")
+    assert set(body) == {"events"}, "GET /events: expected {'events'}, got %r" % body
+    return body["events"]
+
+
+def subscriptions(app: AppClient, **params) -> list[dict]:
+    """`GET /subscriptions`: the `subscriptions` list of the reply."""
+    response = app.request("GET", "subscriptions", params=params)
+    body = assert_ok(response, "GET /subscriptions")
+    assert set(body) == {"subscriptions"}, "expected {'subscriptions'}, got %r" % body
+    return body["subscriptions"]
+
+
+def pairs(records: list[dict]) -> list[tuple[str, str]]:
+    return [(record["user_id"], record["event"]) for record in records]
+
+
+def publish(app: AppClient, body: dict) -> None:
+    """`POST /events` with a JSON body, asserting the published success reply."""
+    reply = assert_ok(app.request("POST", "events", json=body), "POST /events")
+    assert reply == {"result": "success"}, "POST /events: got %r" % (reply,)
+
+
+def marker(app: AppClient, client, channel: str) -> dict:
     """Publishes a marker and returns the next message the client reads.
 
-    Used after refused publishes: if any of them had been delivered, it would come
+    Used after refused publishes: had any of them been delivered, it would come
     before the marker (one socket, one channel, in order), so no sleep is needed.
     """
-    app.publish(channel, data)
-    return client.next()
+    publish(app, {"channel": channel, "data": "marker"})
+    got = client.next()
+    assert got.get("data") == "marker", "expected only the marker, got %r" % (got,)
+    return got
 
 
 # -- apps: registration ----------------------------------------------------------------
 
 
-def test_create_app_returns_its_credentials(server):
-    name = "reg-" + secrets.token_hex(3)
-    first = assert_ok(call(server, "POST", "apps", json={"name": name}), "POST /apps")
-    second = assert_ok(call(server, "POST", "apps", json={"name": name}), "POST /apps")
-    for created in (first, second):
-        assert created.get("name") == name, "expected name %r, got %r" % (name, created)
-        assert (
-            isinstance(created.get("ident"), str) and created["ident"]
-        ), "expected an ident, got %r" % (created,)
-        assert HEX64.match(
-            created.get("key") or ""
-        ), "expected a 64 hex key, got %r" % (created.get("key"),)
-        assert (
-            isinstance(created.get("secret"), str) and len(created["secret"]) >= 32
-        ), "expected a secret, got %r" % (created.get("secret"),)
-        assert created["secret"] != created["key"], "secret equals key: %r" % (created,)
+def test_create_app_answers_the_app_record_with_its_secret(server):
+    name = "reg-" + secrets.token_hex(4)
+    created = assert_ok(call(server, "POST", "apps", json={"name": name}), "POST /apps")
+    assert_record(created, APP_FIELDS, created.get("ident"), "POST /apps")
+    assert created["name"] == name, "expected name %r, got %r" % (name, created)
     for field in ("ident", "key", "secret"):
-        assert first[field] != second[field], "two apps share their %s: %r / %r" % (
+        assert HEX64.match(created[field]), "expected a 64 hex %s, got %r" % (
             field,
-            first,
-            second,
+            created[field],
         )
-
-
-def test_create_app_from_form_fields(server):
-    created = assert_ok(
-        call(server, "POST", "apps", data={"name": "form"}), "POST /apps"
+    assert len({created["ident"], created["key"], created["secret"]}) == 3, created
+    assert created["apn_sandbox"] is False and all(
+        created[field] is None
+        for field in ("apn_key", "apn_cer", "vapid_key", "vapid_email", "smtp_url")
+    ), "expected the push settings unset, got %r" % (created,)
+    other = assert_ok(
+        call(server, "POST", "apps", json={"name": name + "-2"}), "POST /apps"
     )
-    assert created.get("name") == "form" and HEX64.match(
-        created.get("key") or ""
-    ), "expected an app named 'form', got %r" % (created,)
+    for field in ("ident", "key", "secret", "_id", "id"):
+        assert other[field] != created[field], "two apps share their %s" % field
+
+
+@pytest.mark.parametrize("how", ["form", "query"])
+def test_create_app_from_form_or_query(server, how):
+    name = "%s-%s" % (how, secrets.token_hex(4))
+    kwargs = dict(data={"name": name}) if how == "form" else dict(params={"name": name})
+    created = assert_ok(call(server, "POST", "apps", **kwargs), "POST /apps " + how)
+    assert created["name"] == name and HEX64.match(created["key"]), created
+
+
+def test_create_app_ignores_caller_credentials(server):
+    chosen = {"ident": "a" * 64, "key": "b" * 64, "secret": "c" * 64, "id": 7}
+    name = "chosen-" + secrets.token_hex(4)
+    created = assert_ok(
+        call(server, "POST", "apps", json=dict(chosen, name=name)), "POST /apps"
+    )
+    for field, value in chosen.items():
+        assert created[field] != value, "the caller chose %s: %r" % (field, created)
+    assert created["instance"] == created["ident"], created
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{}, {"name": ""}, {"name": None}, {"name": ["x"]}, {"name": "x" * 300}],
-    ids=["missing", "empty", "null", "list", "too-long"],
+    "body, message",
+    [
+        ({}, "value is not set"),
+        ({"name": None}, "value is not set"),
+        ({"name": ""}, "value is empty"),
+    ],
+    ids=["missing", "null", "empty"],
 )
-def test_create_app_without_a_valid_name_is_400(server, body):
-    assert_error(call(server, "POST", "apps", json=body), 400, "POST /apps %r" % body)
+def test_create_app_without_a_name_is_a_validation_error(server, body, message):
+    assert_error(
+        call(server, "POST", "apps", json=body),
+        400,
+        "POST /apps %r" % (body,),
+        name="ValidationError",
+        message="Validation of submitted data failed",
+        errors={"name": [message]},
+    )
+
+
+def test_create_app_with_a_duplicate_name_is_a_validation_error(app):
+    assert_error(
+        call(app.server, "POST", "apps", json={"name": app.name}),
+        400,
+        "POST /apps with a taken name",
+        name="ValidationError",
+        errors={"name": ["value is duplicate"]},
+    )
 
 
 # -- login and sessions ----------------------------------------------------------------
 
 
-def test_login_by_get_and_post(app):
-    tokens = []
-    for method, kwargs in (
-        ("GET", dict(params=credentials(app))),
-        ("POST", dict(data=credentials(app))),
-        ("POST", dict(json=credentials(app))),
-    ):
-        response = call(app.server, method, "login", **kwargs)
-        body = assert_ok(response, "%s /login %s" % (method, list(kwargs)))
-        token = body.get("token")
-        assert isinstance(token, str) and token, "expected a token, got %r" % (body,)
-        tokens.append(token)
-        listed = assert_ok(
-            call(app.server, "GET", "apps", params={"sid": token}), "GET /apps"
-        )
-        assert [a.get("ident") for a in listed] == [
-            app.ident
-        ], "token of %s /login: expected this app only, got %r" % (method, listed)
-    assert len(set(tokens)) == len(tokens), (
-        "expected distinct sessions, got %r" % tokens
+@pytest.mark.parametrize("how", ["GET query", "POST query", "POST form"])
+def test_login_answers_a_token_and_its_cookie(app, how):
+    method, where = how.split()
+    kwargs = {"params" if where == "query" else "data": credentials(app)}
+    response = call(app.server, method, "login", **kwargs)
+    body = assert_ok(response, "%s /login" % how)
+    assert set(body) == {"token"}, "expected {'token': sid}, got %r" % (body,)
+    token = body["token"]
+    assert (
+        response.cookies.get("sid") == token
+    ), "expected Set-Cookie sid=%s, got %r" % (
+        token,
+        response.headers.get("Set-Cookie"),
     )
+    listed = assert_ok(call(app.server, "GET", "apps", params={"sid": token}), "apps")
+    assert [a["ident"] for a in listed["apps"]] == [app.ident], listed
+    assert token != fresh_token(app), "two logins share a session"
 
 
-@pytest.mark.parametrize(
-    "change",
-    ["secret", "key", "ident", "other-secret"],
-)
-def test_login_with_bad_credentials_is_403(app, other_app, change):
+@pytest.mark.parametrize("change", ["secret", "key", "ident", "other-secret"])
+def test_login_with_a_wrong_value_is_app_not_found(app, other_app, change):
     fields = credentials(app)
     if change == "secret":
         fields["app_secret"] = secrets.token_hex(32)
     elif change == "key":
         fields["app_key"] = other_app.key
     elif change == "ident":
-        fields["app_id"] = secrets.token_hex(12)
+        fields["app_id"] = secrets.token_hex(32)
     else:
         fields["app_secret"] = other_app.secret
     for method, kwargs in (("GET", dict(params=fields)), ("POST", dict(data=fields))):
         response = call(app.server, method, "login", **kwargs)
-        body = assert_error(response, 403, "%s /login with a bad %s" % (method, change))
-        assert "token" not in body, "refused login handed a token: %r" % (body,)
+        body = assert_error(
+            response,
+            404,
+            "%s /login with a wrong %s" % (method, change),
+            name="NotFoundError",
+            message="App not found",
+        )
+        assert body["session"] is None or body["session"] != app.sid
+        assert_error(
+            call(app.server, "GET", "apps", params={"sid": body["session"]}),
+            403,
+            "the session of a refused login",
+            *NOT_AUTHENTICATED,
+        )
 
 
-def test_login_without_fields_is_400(server):
-    assert_error(call(server, "GET", "login"), 400, "GET /login without fields")
+@pytest.mark.parametrize("missing", ["app_id", "app_key", "app_secret", "all"])
+def test_login_with_a_missing_parameter_is_400(app, missing):
+    fields = {} if missing == "all" else credentials(app)
+    fields.pop(missing, None)
     assert_error(
-        call(server, "POST", "login", data={"app_id": "x"}), 400, "POST /login partial"
+        call(app.server, "GET", "login", params=fields),
+        400,
+        "GET /login without %s" % missing,
+        name="OperationalError",
     )
 
 
@@ -209,11 +356,10 @@ def test_session_token_transports(app, transport):
 
     def attempt(with_token: bool) -> requests.Response:
         if transport == "form":
-            # a form POST carrying the token among its fields
-            data = {"data": "via-form", "channel": "tokens"}
+            data = {"user_id": "formed", "event": "news"}
             if with_token:
                 data["sid"] = token
-            return call(app.server, "POST", "events", data=data)
+            return call(app.server, "POST", "subscriptions", data=data)
         kwargs = {}
         if with_token and transport == "query":
             kwargs["params"] = {"sid": token}
@@ -223,326 +369,368 @@ def test_session_token_transports(app, transport):
             kwargs["cookies"] = {"sid": token}
         return call(app.server, "GET", "apps", **kwargs)
 
-    assert_error(attempt(False), 401, "%s call without the token" % transport)
+    assert_error(
+        attempt(False), 403, "%s call without the token" % transport, *NOT_AUTHENTICATED
+    )
     body = assert_ok(attempt(True), "%s call with the token" % transport)
     if transport == "form":
-        assert (
-            body.get("data") == "via-form" and body.get("channel") == "tokens"
-        ), "form POST /events: expected the published event, got %r" % (body,)
+        assert (body["user_id"], body["event"]) == ("formed", "news"), body
     else:
-        assert [a.get("ident") for a in body] == [
-            app.ident
-        ], "token by %s: expected this app, got %r" % (transport, body)
+        assert [a["ident"] for a in body["apps"]] == [app.ident], body
 
 
-def test_logout_ends_the_session(app):
-    token = fresh_token(app)
-    keeper = fresh_token(app)
+def test_logout_ends_the_session_only(app):
+    token, keeper = fresh_token(app), fresh_token(app)
     assert_ok(call(app.server, "GET", "apps", params={"sid": token}), "before logout")
-    assert_ok(call(app.server, "GET", "logout", params={"sid": token}), "/logout")
-    assert_error(
-        call(app.server, "GET", "apps", params={"sid": token}),
-        401,
-        "GET /apps after logout",
-    )
-    assert_error(
-        call(app.server, "POST", "events", params={"sid": token}, json={"data": "x"}),
-        401,
-        "POST /events after logout",
-    )
-    assert_error(
-        call(app.server, "GET", "sockets", headers={"X-Session-Id": token}),
-        401,
-        "GET /sockets after logout",
-    )
-    # another session of the same app is not affected
+    reply = assert_ok(call(app.server, "GET", "logout", params={"sid": token}), "out")
+    assert reply == {"result": "success"}, "GET /logout: got %r" % (reply,)
+    for method, path in (("GET", "apps"), ("POST", "events"), ("GET", "sockets")):
+        assert_error(
+            call(app.server, method, path, params={"sid": token}, json={"data": "x"}),
+            403,
+            "%s /%s after logout" % (method, path),
+            *NOT_AUTHENTICATED,
+        )
     assert_ok(call(app.server, "GET", "apps", params={"sid": keeper}), "other session")
 
 
-def test_logout_by_post(app):
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_logout_without_a_session_succeeds(server, method):
+    reply = assert_ok(call(server, method, "logout"), "%s /logout" % method)
+    assert reply == {"result": "success"}, reply
+
+
+def test_logout_by_post_form(app):
     token = fresh_token(app)
-    assert_ok(call(app.server, "POST", "logout", data={"sid": token}), "POST /logout")
+    reply = assert_ok(call(app.server, "POST", "logout", data={"sid": token}), "out")
+    assert reply == {"result": "success"}, reply
     assert_error(
         call(app.server, "GET", "apps", params={"sid": token}),
-        401,
+        403,
         "after POST /logout",
+        *NOT_AUTHENTICATED,
     )
 
 
-@pytest.mark.parametrize(
-    "method, path",
-    [
-        ("GET", "apps"),
-        ("GET", "apps/{ident}"),
-        ("PUT", "apps/{ident}"),
-        ("POST", "events"),
-        ("GET", "events"),
-        ("POST", "subscriptions"),
-        ("GET", "subscriptions"),
-        ("DELETE", "subscriptions/alice/news"),
-        ("POST", "apps/{ident}/subscribe"),
-        ("POST", "apps/{ident}/unsubscribe"),
-        ("GET", "sockets"),
-        ("GET", "sockets/1.1"),
-    ],
-)
-def test_calls_without_a_session_are_401(app, method, path):
-    path = path.format(ident=app.ident)
-    body = {"name": "hijack", "data": "x", "user_id": "alice", "event": "news"}
+APP_ROUTES = [
+    ("GET", "apps"),
+    ("GET", "apps/{ident}"),
+    ("PUT", "apps/{ident}"),
+    ("POST", "events"),
+    ("GET", "events"),
+    ("POST", "subscriptions"),
+    ("GET", "subscriptions"),
+    ("DELETE", "subscriptions/alice/news"),
+    ("POST", "apps/{ident}/subscribe"),
+    ("POST", "apps/{ident}/unsubscribe"),
+    ("GET", "sockets"),
+    ("POST", "sockets/{socket}"),
+    ("GET", "sockets/{socket}"),
+]
+
+
+@pytest.mark.parametrize("method, path", APP_ROUTES)
+def test_app_routes_without_a_session_are_403(app, method, path):
+    app.subscribe_user("alice", "news")
+    client = app.socket()
+    path = path.format(ident=app.ident, socket=client.socket_id)
+    body = {"name": "hijack", "data": "x", "user_id": "mallory", "event": "news"}
     for sid in (None, "garbage", secrets.token_hex(32)):
         params = {"sid": sid} if sid else {}
         response = call(app.server, method, path, json=body, params=params)
-        assert_error(response, 401, "%s /%s with sid %r" % (method, path, sid))
-    # nothing was changed behind the refusals
+        assert_error(
+            response,
+            403,
+            "%s /%s with sid %r" % (method, path, sid),
+            *NOT_AUTHENTICATED,
+        )
     own = assert_ok(app.request("GET", "apps/" + app.ident), "GET own app")
-    assert own.get("name") == "test", "a refused PUT renamed the app: %r" % (own,)
-    stored = assert_ok(app.request("GET", "subscriptions"), "GET /subscriptions")
-    assert stored == [], "a refused POST stored a subscription: %r" % (stored,)
+    assert own["name"] == app.name, "a refused PUT renamed the app: %r" % (own,)
+    assert pairs(subscriptions(app)) == [("alice", "news")], "a refusal changed them"
+    assert events(app) == [], "a refused POST /events stored an event"
+    client.close()
 
 
 # -- apps: reading and updating --------------------------------------------------------
 
 
-def test_app_listing_and_details_never_contain_the_secret(app, other_app):
+def test_apps_lists_the_own_app_with_its_secret(app, other_app):
     listed = assert_ok(app.request("GET", "apps"), "GET /apps")
-    assert isinstance(listed, list) and [a.get("ident") for a in listed] == [
-        app.ident
-    ], "GET /apps: expected only this app, got %r" % (listed,)
-    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET /apps/<ident>")
-    assert (
-        shown.get("ident") == app.ident and shown.get("key") == app.key
-    ), "GET /apps/<ident>: expected this app, got %r" % (shown,)
-    for what, response in (
-        ("GET /apps", app.request("GET", "apps")),
-        ("GET /apps/<ident>", app.request("GET", "apps/" + app.ident)),
-    ):
-        assert (
-            "secret" not in response.text and app.secret not in response.text
-        ), "%s leaks the secret: %r" % (what, response.text)
-        assert other_app.ident not in response.text, "%s shows another app: %r" % (
-            what,
-            response.text,
-        )
-
-
-def test_put_renames_the_app_and_keeps_its_credentials(app):
-    renamed = assert_ok(
-        app.request(
-            "PUT",
-            "apps/" + app.ident,
-            json={"name": "renamed", "key": "0" * 64, "secret": "1" * 64, "ident": "x"},
-        ),
-        "PUT /apps/<ident>",
-    )
-    assert renamed.get("name") == "renamed", "expected the new name, got %r" % (
-        renamed,
-    )
-    assert "secret" not in renamed, "PUT answer leaks the secret: %r" % (renamed,)
-    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET after PUT")
-    assert (shown.get("name"), shown.get("ident"), shown.get("key")) == (
-        "renamed",
+    assert set(listed) == {"apps"} and len(listed["apps"]) == 1, listed
+    record = listed["apps"][0]
+    assert_record(record, APP_FIELDS, app.ident, "GET /apps")
+    assert (record["ident"], record["key"], record["secret"], record["name"]) == (
         app.ident,
         app.key,
-    ), "expected the renamed app with unchanged ident and key, got %r" % (shown,)
-    # the credentials still log in, and the socket key still connects
-    fresh_token(app)
-    client = app.socket()
+        app.secret,
+        app.name,
+    ), "GET /apps: expected this app with its secret, got %r" % (record,)
+    assert other_app.ident not in json.dumps(listed), "another app shows: %r" % listed
+    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET /apps/<ident>")
+    assert shown == record, "GET /apps/<ident>: expected %r, got %r" % (record, shown)
+
+
+def test_another_apps_ident_is_not_found(app, other_app):
+    for ident in (other_app.ident, secrets.token_hex(32)):
+        assert_error(
+            app.request("GET", "apps/" + ident),
+            404,
+            "GET /apps/<not mine>",
+            name="NotFoundError",
+            message="App not found",
+        )
+        assert_error(
+            app.request("PUT", "apps/" + ident, json={"name": "hijacked"}),
+            404,
+            "PUT /apps/<not mine>",
+            name="NotFoundError",
+            message="App not found",
+        )
+    shown = assert_ok(other_app.request("GET", "apps/" + other_app.ident), "other")
+    assert shown["name"] == other_app.name, "another app renamed it: %r" % (shown,)
+
+
+@pytest.mark.parametrize("how", ["json", "form"])
+def test_put_answers_the_new_name_as_text(app, how):
+    name = "renamed-" + secrets.token_hex(4)
+    forged = {"key": "0" * 64, "secret": "1" * 64, "ident": "2" * 64}
+    fields = dict(forged, name=name)
+    kwargs = dict(json=fields) if how == "json" else dict(data=fields)
+    response = app.request("PUT", "apps/" + app.ident, **kwargs)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].split(";")[0] == "text/plain", (
+        "PUT: expected text/plain, got %r" % response.headers["Content-Type"]
+    )
+    assert response.text == name, "PUT: expected the body %r, got %r" % (
+        name,
+        response.text,
+    )
+    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET after PUT")
+    assert (shown["name"], shown["ident"], shown["key"], shown["secret"]) == (
+        name,
+        app.ident,
+        app.key,
+        app.secret,
+    ), "expected the new name and the same credentials, got %r" % (shown,)
+    assert shown["modified"] >= shown["created"], shown
+    fresh_token(app)  # the credentials still log in
+    client = app.socket()  # and the key still connects
     client.subscribe("after-rename")
     client.close()
 
 
-def test_put_with_form_fields_renames(app):
-    renamed = assert_ok(
-        app.request("PUT", "apps/" + app.ident, data={"name": "form-renamed"}),
-        "PUT form",
-    )
-    assert renamed.get("name") == "form-renamed", "expected the new name, got %r" % (
-        renamed,
-    )
-
-
 @pytest.mark.parametrize(
-    "name",
-    ["", "x" * 300, 5, None, ["a"]],
-    ids=["empty", "long", "int", "null", "list"],
+    "name, message",
+    [
+        (None, "value is not set"),
+        ("", "value is empty"),
+        ("taken", "value is duplicate"),
+    ],
+    ids=["null", "empty", "duplicate"],
 )
-def test_put_with_an_invalid_name_is_400(app, name):
-    response = app.request("PUT", "apps/" + app.ident, json={"name": name})
-    assert_error(response, 400, "PUT /apps/<ident> name=%r" % (name,))
-    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET after refused PUT")
-    assert shown.get("name") == "test", "a refused PUT changed the name: %r" % (shown,)
+def test_put_with_an_invalid_name_is_a_validation_error(app, other_app, name, message):
+    name = other_app.name if name == "taken" else name
+    assert_error(
+        app.request("PUT", "apps/" + app.ident, json={"name": name}),
+        400,
+        "PUT name=%r" % (name,),
+        name="ValidationError",
+        errors={"name": [message]},
+    )
+    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET after refusal")
+    assert shown["name"] == app.name, "a refused PUT changed the name: %r" % (shown,)
 
 
-def test_another_apps_ident_is_403(app, other_app):
-    assert_error(app.request("GET", "apps/" + other_app.ident), 403, "GET other app")
-    assert_error(
-        app.request("PUT", "apps/" + other_app.ident, json={"name": "hijacked"}),
-        403,
-        "PUT other app",
-    )
-    shown = assert_ok(other_app.request("GET", "apps/" + other_app.ident), "other GET")
-    assert shown.get("name") == "other", "another app renamed it: %r" % (shown,)
-    assert_error(
-        app.request("GET", "apps/" + secrets.token_hex(12)),
-        (403, 404),
-        "GET unknown app",
-    )
+def test_put_changes_the_push_settings(app):
+    settings = {"vapid_email": "mailto:ops@example.com", "smtp_url": "smtp://mail"}
+    response = app.request("PUT", "apps/" + app.ident, json=settings)
+    assert response.status_code == 200 and response.text == app.name, response.text
+    shown = assert_ok(app.request("GET", "apps/" + app.ident), "GET after PUT")
+    assert {k: shown[k] for k in settings} == settings, shown
 
 
 # -- events: publishing ----------------------------------------------------------------
 
 
-def test_publish_to_one_channel(app):
+def test_publish_answers_success_and_delivers_the_whole_body(app):
     client = app.socket()
     client.subscribe("news")
-    sent = app.publish("news", "hello", event="update", extra="kept")
-    assert (
-        sent.get("channel") == "news" and sent.get("event") == "update"
-    ), "POST /events: expected channel news, event update, got %r" % (sent,)
-    assert isinstance(sent.get("mid"), str) and isinstance(
-        sent.get("timestamp"), float
-    ), "a persisted publish answers mid and timestamp, got %r" % (sent,)
-    got = client.expect("update", "news")
-    assert (got.get("data"), got.get("mid"), got.get("extra")) == (
-        "hello",
-        sent["mid"],
-        "kept",
-    ), "expected data 'hello', mid %s, extra 'kept', got %r" % (sent["mid"], got)
-    client.close()
-
-
-def test_publish_never_takes_reserved_keys_from_the_caller(app):
-    client = app.socket()
-    client.subscribe("reserved")
-    # socket_id names a socket to leave out (Pusher's rule), never a message field
-    sent = app.publish("reserved", "x", mid="forged", timestamp=1.0, socket_id="1.1")
-    assert (
-        sent.get("mid") != "forged" and sent.get("timestamp") != 1.0
-    ), "caller set reserved keys: %r" % (sent,)
-    got = client.expect("message", "reserved")
-    assert (
-        got.get("mid") == sent["mid"] and "socket_id" not in got
-    ), "expected the server's mid and no socket_id, got %r" % (got,)
-    client.close()
-
-
-def test_publish_to_a_list_of_channels(app):
-    client = app.socket()
-    client.subscribe("red")
-    client.subscribe("blue")
-    sent = app.publish(["red", "blue"], "both")
-    events = sent.get("events")
-    assert isinstance(events, list) and [e.get("channel") for e in events] == [
-        "red",
-        "blue",
-    ], "expected one event per channel, got %r" % (sent,)
-    assert len({e.get("mid") for e in events}) == 2, (
-        "expected two mids, got %r" % events
+    body = {"data": "hi", "channel": "news", "persist": True, "event": "greet", "x": 1}
+    publish(app, body)
+    got = client.expect("greet", "news")
+    assert list(got) == ["data", "channel", "persist", "event", "x", "mid", "timestamp"]
+    assert {k: got[k] for k in body} == body, "expected the body %r, got %r" % (
+        body,
+        got,
     )
-    got = [client.expect("message"), client.expect("message")]
-    assert sorted((g["channel"], g["mid"], g["data"]) for g in got) == sorted(
-        (e["channel"], e["mid"], "both") for e in events
-    ), "expected %r, got %r" % (events, got)
-    client.close()
-
-
-def test_publish_defaults_to_global_and_message(app):
-    client = app.socket()
-    client.subscribe("global")
-    response = app.request("POST", "events", json={"data": "plain"})
-    sent = assert_ok(response, "POST /events with only data")
-    assert (sent.get("channel"), sent.get("event")) == (
-        "global",
-        "message",
-    ), "expected channel global and event message, got %r" % (sent,)
-    got = client.expect("message", "global")
-    assert (
-        got.get("data") == "plain" and got.get("mid") == sent["mid"]
-    ), "expected the default publish, got %r" % (got,)
-    client.close()
-
-
-def test_publish_object_data_travels_as_a_json_string(app):
-    client = app.socket()
-    client.subscribe("objects")
-    app.publish("objects", {"n": 1, "s": "x"})
-    got = client.expect("message", "objects")
-    assert isinstance(got.get("data"), str) and json.loads(got["data"]) == {
-        "n": 1,
-        "s": "x",
-    }, "expected the object JSON-encoded in a string, got %r" % (got,)
-    client.close()
-
-
-def test_publish_without_persist_has_no_mid(app):
-    client = app.socket()
-    client.subscribe("volatile")
-    sent = app.publish("volatile", "gone", persist=False)
-    assert "mid" not in sent, "persist=false: expected no mid, got %r" % (sent,)
-    got = client.expect("message", "volatile")
-    assert (
-        got.get("data") == "gone" and "mid" not in got
-    ), "expected an unpersisted event, got %r" % (got,)
-    stored = assert_ok(
-        app.request("GET", "events", params={"count": 100}), "GET /events"
+    assert str(uuid.UUID(got["mid"])) == got["mid"] and type(got["timestamp"]) is float
+    stored = events(app)
+    assert len(stored) == 1, stored
+    assert_record(stored[0], EVENT_FIELDS, app.ident, "GET /events")
+    assert (stored[0]["mid"], stored[0]["timestamp"]) == (got["mid"], got["timestamp"])
+    assert stored[0]["channel"] == "news" and stored[0]["owner_id"] is None, stored
+    unstamped = {k: v for k, v in got.items() if k not in ("mid", "timestamp")}
+    assert stored[0]["data"] == unstamped, "expected data %r, got %r" % (
+        unstamped,
+        stored[0],
     )
-    assert stored == [], "persist=false: expected nothing stored, got %r" % (stored,)
+    assert list(stored[0]["data"]) == list(unstamped), "key order: %r" % stored
     client.close()
 
 
 @pytest.mark.parametrize(
-    "body",
+    "data, encoded",
     [
-        {"channel": "guard"},
-        {"channel": "bad channel", "data": "x"},
-        {"channel": "x" * 201, "data": "x"},
-        {"channel": 5, "data": "x"},
-        {"channel": ["guard", "bad one"], "data": "x"},
-        {"channel": "guard", "event": "pusher:subscribe", "data": "x"},
-        {"channel": "guard", "event": "pusher_internal:member_added", "data": "x"},
-        {"channel": "guard", "event": 7, "data": "x"},
+        ({"k": [1, 2]}, '{"k": [1, 2]}'),
+        ({"s": "é", "n": None, "b": True}, '{"s": "\\u00e9", "n": null, "b": true}'),
+        ([1, "a"], '[1, "a"]'),
+        (7, "7"),
+        ("as is", "as is"),
+    ],
+    ids=["object", "escapes", "list", "number", "string"],
+)
+def test_structured_data_travels_as_python_json_dumps(app, data, encoded):
+    client = app.socket()
+    client.subscribe("objects")
+    publish(app, {"channel": "objects", "data": data})
+    got = client.expect("message", "objects")
+    assert got["data"] == encoded, "expected data %r, got %r" % (encoded, got["data"])
+    assert events(app, count=1)[0]["data"]["data"] == encoded
+    client.close()
+
+
+def test_publish_defaults_to_global_message_persisted(app):
+    client = app.socket()
+    client.subscribe("global")
+    publish(app, {"data": "plain"})
+    got = client.expect("message", "global")
+    assert list(got) == ["data", "channel", "event", "mid", "timestamp"], got
+    assert (got["data"], got["channel"], got["event"]) == ("plain", "global", "message")
+    assert [e["mid"] for e in events(app)] == [got["mid"]], "expected it stored"
+    client.close()
+
+
+def test_publish_to_a_list_of_channels_stores_one_event_each(app):
+    both, blue_only = app.socket(), app.socket()
+    both.subscribe("blue")
+    both.subscribe("red")
+    blue_only.subscribe("blue")
+    publish(app, {"channel": ["red", "blue"], "data": "both"})
+    # one copy per socket per trigger, tagged with the first listed channel it joined
+    first = both.next()
+    assert first["channel"] == "red" and first["data"] == "both", first
+    assert blue_only.next()["channel"] == "blue"
+    marker(app, both, "red")  # no second copy came before it
+    stored = events(app)
+    assert [(e["channel"], e["data"]["data"]) for e in stored] == [
+        ("red", "marker"),
+        ("blue", "both"),
+        ("red", "both"),
+    ], (
+        "expected one stored event per listed channel, newest first, got %r" % stored
+    )
+    assert len({e["mid"] for e in stored}) == 3, "expected distinct mids: %r" % stored
+    both.close()
+    blue_only.close()
+
+
+def test_publish_without_persist_echoes_the_flag_and_stores_nothing(app):
+    client = app.socket()
+    client.subscribe("volatile")
+    publish(app, {"channel": "volatile", "data": "gone", "persist": False})
+    got = client.expect("message", "volatile")
+    assert got == {
+        "channel": "volatile",
+        "data": "gone",
+        "persist": False,
+        "event": "message",
+    }, got
+    assert events(app, count=100) == [], "persist=false stored an event"
+    client.close()
+
+
+def test_socket_id_in_a_publish_is_an_ordinary_key(app):
+    client = app.socket()
+    client.subscribe("keys")
+    publish(app, {"channel": "keys", "data": "x", "socket_id": client.socket_id})
+    got = client.expect("message", "keys")
+    assert got["socket_id"] == client.socket_id, got
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"channel": "guard"}, "No data set for event"),
+        ({"channel": "guard", "data": ""}, "No data set for event"),
+        ({"channel": "guard", "data": 0}, "No data set for event"),
+        ({"channel": "guard", "data": None}, "No data set for event"),
+        ({"channel": "guard", "data": {}}, "No data set for event"),
+        ({"channel": "guard", "data": "x", "mid": "forged"}, None),
+        ({"channel": "guard", "data": "x", "timestamp": 1.0}, None),
+        ({"channel": "guard", "data": "x", "persist": False, "mid": "m"}, None),
+        ({"channel": "bad channel", "data": "x"}, None),
+        ({"channel": "x" * 201, "data": "x"}, None),
+        ({"channel": 5, "data": "x"}, None),
+        ({"channel": [], "data": "x"}, None),
+        ({"channel": ["guard", "bad one"], "data": "x"}, None),
+        ({"channel": "guard", "event": 7, "data": "x"}, None),
     ],
     ids=[
-        "missing-data",
+        "no-data",
+        "empty-data",
+        "zero-data",
+        "null-data",
+        "empty-object",
+        "mid",
+        "timestamp",
+        "unpersisted-mid",
         "space",
         "too-long",
-        "int",
+        "int-channel",
+        "no-channel",
         "list-with-bad",
-        "pusher-event",
-        "pusher-internal-event",
         "int-event",
     ],
 )
-def test_publish_bad_input_is_400_and_delivers_nothing(app, body):
+def test_publish_bad_input_is_400_and_delivers_nothing(app, body, message):
     client = app.socket()
     client.subscribe("guard")
     response = app.request("POST", "events", json=body)
-    assert_error(response, 400, "POST /events %r" % (body,))
-    got = published_event(app, client, "guard", "marker")
-    assert got.get("data") == "marker", "expected only the marker, got %r" % (got,)
+    assert_error(response, 400, "POST /events %r" % (body,), message=message)
+    marker(app, client, "guard")
+    assert len(events(app)) == 1, "a refused publish was stored"
     client.close()
 
 
-def test_publish_non_json_body_with_json_type_is_400(app):
+@pytest.mark.parametrize(
+    "raw, content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b"\xff\xfe{}", "application/json"),
+        (b"data=x&channel=guard", "application/x-www-form-urlencoded"),
+    ],
+    ids=["broken", "array", "string", "bad-utf8", "form"],
+)
+def test_publish_takes_a_json_object_only(app, raw, content_type):
     client = app.socket()
     client.subscribe("guard")
-    for raw in (b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe{}"):
-        try:
-            response = app.request(
-                "POST", "events", data=raw, headers={"Content-Type": "application/json"}
-            )
-        except requests.ConnectionError as error:
-            raise AssertionError(
-                "POST /events body %r: expected a 400 JSON answer, the server closed "
-                "the connection without one (%s)" % (raw, error)
-            ) from None
-        assert_error(response, 400, "POST /events body %r" % (raw,))
-    got = published_event(app, client, "guard", "marker")
-    assert got.get("data") == "marker", "expected only the marker, got %r" % (got,)
+    try:
+        response = app.request(
+            "POST", "events", data=raw, headers={"Content-Type": content_type}
+        )
+    except requests.ConnectionError as error:
+        raise AssertionError(
+            "POST /events %r: the server closed the connection (%s)" % (raw, error)
+        ) from None
+    assert_error(response, 400, "POST /events body %r" % (raw,))
+    marker(app, client, "guard")
     client.close()
 
 
-def test_publish_body_over_64k_is_413(app):
+def test_publish_body_over_the_limit_is_413(app):
     client = app.socket()
     client.subscribe("guard")
     for what, kwargs in (
@@ -550,320 +738,404 @@ def test_publish_body_over_64k_is_413(app):
         ("form", dict(data={"channel": "guard", "data": "x" * (65 * 1024)})),
     ):
         response = app.request("POST", "events", **kwargs)
-        assert_error(response, 413, "POST /events %s body of 65 KiB" % what)
-    got = published_event(app, client, "guard", "marker")
-    assert got.get("data") == "marker", "expected only the marker, got %r" % (got,)
-    # just under the limit is accepted and delivered whole
-    sent = app.publish("guard", "y" * (60 * 1024))
+        body = assert_error(response, 413, "POST /events %s body of 65 KiB" % what)
+        assert body["session"] == app.sid, "the 413 names another session: %r" % body
+    marker(app, client, "guard")
+    publish(app, {"channel": "guard", "data": "y" * (60 * 1024)})
     got = client.expect("message", "guard")
-    assert (
-        got.get("mid") == sent["mid"] and len(got.get("data", "")) == 60 * 1024
-    ), "expected the 60 KiB event, got %r" % ({k: str(v)[:80] for k, v in got.items()},)
+    assert len(got["data"]) == 60 * 1024, "expected the 60 KiB event whole"
     client.close()
 
 
 # -- events: reading -------------------------------------------------------------------
 
 
-def test_events_newest_first_count_honoured_and_isolated(app, other_app):
-    mine, theirs = [], []
-    for index in range(6):
-        mine.append(app.publish("shared", "mine-%d" % index)["mid"])
-        theirs.append(other_app.publish("shared", "theirs-%d" % index)["mid"])
-    other_app.publish("elsewhere", "theirs-x")
-
-    three = assert_ok(app.request("GET", "events", params={"count": 3}), "count=3")
-    assert [e.get("data") for e in three] == [
-        "mine-5",
-        "mine-4",
-        "mine-3",
-    ], "GET /events?count=3: expected the 3 newest of this app, got %r" % (three,)
-    every = assert_ok(app.request("GET", "events", params={"count": 100}), "count=100")
-    assert [e.get("mid") for e in every] == mine[
-        ::-1
-    ], "GET /events?count=100: expected this app's 6 events newest first, got %r" % (
-        [e.get("data") for e in every],
-    )
-    default = assert_ok(app.request("GET", "events"), "GET /events")
-    assert [e.get("mid") for e in default] == mine[
-        ::-1
-    ], "GET /events: expected this app's events, got %r" % (default,)
-    on_channel = assert_ok(
-        app.request("GET", "events", params={"channel": "shared", "count": 2}),
-        "channel=shared",
-    )
-    assert [e.get("data") for e in on_channel] == [
-        "mine-5",
-        "mine-4",
-    ], "expected this app's 2 newest on 'shared', got %r" % (on_channel,)
-    others = assert_ok(
-        other_app.request("GET", "events", params={"count": 100}), "other"
-    )
-    assert not set(mine) & {
-        e.get("mid") for e in others
-    }, "the other app reads this app's events: %r" % (others,)
-    assert set(theirs) <= {
-        e.get("mid") for e in others
-    }, "the other app misses its own events: %r" % (others,)
-    first = every[0]
-    for field in ("channel", "event", "data", "mid", "timestamp"):
-        assert field in first, "stored event lacks %r: %r" % (field, first)
+def test_events_are_records_newest_first_and_isolated(app, other_app):
+    for index in range(12):
+        publish(app, {"channel": "shared", "data": "mine-%d" % index})
+    publish(other_app, {"channel": "shared", "data": "theirs"})
+    default = events(app)
+    assert [e["data"]["data"] for e in default] == [
+        "mine-%d" % i for i in range(11, 1, -1)
+    ], "GET /events: expected the 10 newest of this app, got %r" % (default,)
+    for record in default:
+        assert_record(record, EVENT_FIELDS, app.ident, "GET /events")
+        assert record["data"] == {
+            "channel": "shared",
+            "data": record["data"]["data"],
+            "event": "message",
+        }, record
+    ids = [e["id"] for e in default]
+    assert ids == sorted(ids, reverse=True), "expected id descending, got %r" % ids
+    three = events(app, count=3)
+    assert three == default[:3], "count=3: got %r" % (three,)
+    theirs = events(other_app, count=100)
+    assert [e["data"]["data"] for e in theirs] == ["theirs"], theirs
 
 
-@pytest.mark.parametrize("count", ["abc", "1.5x", "[]"])
-def test_events_bad_count_is_400(app, count):
+@pytest.mark.parametrize("count, expected", [("0", 1), ("-5", 1), ("100000", 100)])
+def test_events_count_is_clamped(app, count, expected):
+    total = 101 if expected == 100 else 2
+    for index in range(total):
+        publish(app, {"channel": "clamped", "data": "e%d" % index})
+    listed = events(app, count=count)
+    assert len(listed) == expected, "count=%s: expected %d events, got %d" % (
+        count,
+        expected,
+        len(listed),
+    )
+    assert listed[0]["data"]["data"] == "e%d" % (total - 1), listed[0]
+
+
+@pytest.mark.parametrize("count", ["abc", "1.5", "[]", "true"])
+def test_events_count_not_an_integer_is_400(app, count):
     assert_error(
-        app.request("GET", "events", params={"count": count}), 400, "count=%r" % count
+        app.request("GET", "events", params={"count": count}),
+        400,
+        "count=%r" % count,
+        name="OperationalError",
     )
 
 
-def test_events_count_is_capped(app):
-    for index in range(3):
-        app.publish("capped", "e%d" % index)
-    listed = assert_ok(app.request("GET", "events", params={"count": 100000}), "count")
-    assert [e.get("data") for e in listed] == [
-        "e2",
-        "e1",
-        "e0",
-    ], "a huge count: expected the 3 events, got %r" % (listed,)
+def test_events_channel_and_skip_filters(app):
+    for index in range(4):
+        publish(app, {"channel": "ch%d" % (index % 2), "data": "e%d" % index})
+    on_one = events(app, channel="ch1")
+    assert [e["data"]["data"] for e in on_one] == ["e3", "e1"], on_one
+    skipped = events(app, skip=1, count=2)
+    assert [e["data"]["data"] for e in skipped] == ["e2", "e1"], skipped
+
+
+def test_client_events_are_stored_with_their_owner(app):
+    sender, receiver = app.socket(), app.socket()
+    sender.subscribe("chat")
+    receiver.subscribe("chat")
+    sender.send("talk", "hello", channel="chat")
+    got = receiver.expect("talk", "chat")
+    # a client event is stored after it is delivered: a `latest` read, queued on
+    # the store behind the write, says when it is there
+    receiver.send("pusher:latest", {"channel": "chat"})
+    latest = json.loads(receiver.expect("pusher_internal:latest", "chat")["data"])
+    assert [e["mid"] for e in latest["events"]] == [got["mid"]], latest
+    stored = events(app)
+    assert len(stored) == 1, stored
+    assert (stored[0]["owner_id"], stored[0]["mid"], stored[0]["data"]) == (
+        sender.socket_id,
+        got["mid"],
+        {"channel": "chat", "event": "talk", "data": "hello"},
+    ), "expected the client event stored with its sender, got %r" % (stored[0],)
+    sender.close()
+    receiver.close()
 
 
 # -- subscriptions ---------------------------------------------------------------------
 
 
 def test_subscriptions_create_list_delete(app):
-    created = assert_ok(
-        app.request(
-            "POST", "subscriptions", json={"user_id": "alice", "event": "news"}
-        ),
-        "POST /subscriptions",
-    )
-    assert created == {
-        "user_id": "alice",
-        "event": "news",
-    }, "expected the subscription, got %r" % (created,)
-    again = assert_ok(
-        app.request(
-            "POST", "subscriptions", json={"user_id": "alice", "event": "news"}
-        ),
-        "POST /subscriptions again",
-    )
-    assert again == created, "idempotent POST: expected %r, got %r" % (created, again)
+    created = app.subscribe_user("alice", "news")
+    assert_record(created, SUBSCRIPTION_FIELDS, app.ident, "POST /subscriptions")
+    assert (created["user_id"], created["event"]) == ("alice", "news"), created
+    again = app.subscribe_user("alice", "news")
+    assert again == {k: created[k] for k in again} and set(again) == set(
+        created
+    ), "a known pair: expected the existing record %r, got %r" % (created, again)
     app.subscribe_user("alice", "sport")
     app.subscribe_user("bob", "news")
-
-    def listed(**query):
-        return assert_ok(
-            app.request("GET", "subscriptions", params=query), "GET %r" % query
-        )
-
-    everything = listed()
-    assert sorted((s["user_id"], s["event"]) for s in everything) == [
+    everything = subscriptions(app)
+    assert pairs(everything) == [
         ("alice", "news"),
         ("alice", "sport"),
         ("bob", "news"),
-    ], "expected 3 subscriptions (POST is idempotent), got %r" % (everything,)
-    alice = listed(user_id="alice")
-    assert sorted(s["event"] for s in alice) == [
-        "news",
-        "sport",
-    ], "user_id=alice: expected news and sport, got %r" % (alice,)
-    news = listed(event="news")
-    assert sorted(s["user_id"] for s in news) == [
-        "alice",
-        "bob",
-    ], "event=news: expected alice and bob, got %r" % (news,)
-    both = listed(user_id="bob", event="news")
-    assert both == [
-        {"user_id": "bob", "event": "news"}
-    ], "expected bob/news, got %r" % (both,)
+    ], "expected 3 subscriptions, oldest first, got %r" % (everything,)
+    for record in everything:
+        assert_record(record, SUBSCRIPTION_FIELDS, app.ident, "GET /subscriptions")
+    assert pairs(subscriptions(app, user_id="alice")) == [
+        ("alice", "news"),
+        ("alice", "sport"),
+    ]
+    assert pairs(subscriptions(app, event="news")) == [
+        ("alice", "news"),
+        ("bob", "news"),
+    ]
+    assert pairs(subscriptions(app, user_id="bob", event="news")) == [("bob", "news")]
 
     deleted = assert_ok(app.request("DELETE", "subscriptions/alice/news"), "DELETE")
-    assert (
-        deleted.get("user_id") == "alice" and deleted.get("event") == "news"
-    ), "DELETE: expected alice/news, got %r" % (deleted,)
-    left = listed(user_id="alice")
-    assert [s["event"] for s in left] == ["sport"], "after DELETE: got %r" % (left,)
+    assert deleted == everything[0], "DELETE: expected %r, got %r" % (
+        everything[0],
+        deleted,
+    )
+    assert pairs(subscriptions(app, user_id="alice")) == [("alice", "sport")]
+    missing = assert_ok(app.request("DELETE", "subscriptions/alice/news"), "again")
+    assert missing == {"result": "success"}, "DELETE a missing one: got %r" % missing
     assert_error(
-        app.request("DELETE", "subscriptions/alice/news"), 404, "DELETE it again"
+        app.request("DELETE", "subscriptions/alice/news", params={"force": "1"}),
+        404,
+        "DELETE a missing one with force=1",
+        name="NotFoundError",
     )
 
 
-def test_subscription_by_form_fields(app):
-    created = assert_ok(
+def test_subscription_from_form_fields_and_numbers(app):
+    formed = assert_ok(
         app.request("POST", "subscriptions", data={"user_id": "carol", "event": "x"}),
         "POST /subscriptions form",
     )
-    assert created == {"user_id": "carol", "event": "x"}, "got %r" % (created,)
+    assert (formed["user_id"], formed["event"]) == ("carol", "x"), formed
+    numbered = app.subscribe_user(42, "x")
+    assert numbered["user_id"] == "42", numbered
 
 
 @pytest.mark.parametrize(
-    "body",
+    "body, errors",
     [
-        {"user_id": "alice"},
-        {"event": "news"},
-        {"user_id": "alice", "event": "bad channel"},
-        {"user_id": "bad user", "event": "news"},
-        {"user_id": "alice", "event": "x" * 201},
-        {"user_id": ["a"], "event": "news"},
+        ({"user_id": "alice"}, {"event": ["value is not set"]}),
+        ({"event": "news"}, {"user_id": ["value is not set"]}),
+        (
+            {"user_id": "", "event": ""},
+            {"user_id": ["value is empty"], "event": ["value is empty"]},
+        ),
+        (
+            {"user_id": "alice", "event": "personal-bob"},
+            {"event": ["value is a personal channel"]},
+        ),
     ],
-    ids=["no-event", "no-user", "bad-event", "bad-user", "long-event", "list-user"],
+    ids=["no-event", "no-user", "empty", "personal"],
 )
-def test_subscription_bad_input_is_400(app, body):
-    assert_error(app.request("POST", "subscriptions", json=body), 400, "POST %r" % body)
-    stored = assert_ok(app.request("GET", "subscriptions"), "GET /subscriptions")
-    assert stored == [], "a refused POST stored %r" % (stored,)
+def test_subscription_validation_errors(app, body, errors):
+    assert_error(
+        app.request("POST", "subscriptions", json=body),
+        400,
+        "POST /subscriptions %r" % (body,),
+        name="ValidationError",
+        errors=errors,
+    )
+    assert subscriptions(app) == [], "a refused POST stored a subscription"
 
 
-def test_legacy_subscribe_and_unsubscribe_routes(app, other_app):
+NOT_A_CHANNEL = ["value is not a channel name"]
+NOT_A_USER = ["value cannot name a personal channel"]
+
+
+@pytest.mark.parametrize(
+    "body, errors",
+    [
+        ({"user_id": "alice", "event": "bad channel"}, {"event": NOT_A_CHANNEL}),
+        ({"user_id": "alice", "event": "x" * 201}, {"event": NOT_A_CHANNEL}),
+        ({"user_id": "alice", "event": ["news"]}, {"event": NOT_A_CHANNEL}),
+        ({"user_id": "bad user", "event": "news"}, {"user_id": NOT_A_USER}),
+        ({"user_id": ["a"], "event": "news"}, {"user_id": NOT_A_USER}),
+        ({"user_id": "u" * 200, "event": "news"}, {"user_id": NOT_A_USER}),
+    ],
+    ids=["space-event", "long-event", "list-event", "space-user", "list-user", "long"],
+)
+def test_subscription_to_a_name_no_socket_can_join_is_400(app, body, errors):
+    assert_error(
+        app.request("POST", "subscriptions", json=body),
+        400,
+        "POST /subscriptions %r" % (body,),
+        name="ValidationError",
+        errors=errors,
+    )
+    assert subscriptions(app) == [], "a refused POST stored a subscription"
+
+
+@pytest.mark.parametrize(
+    "channel", ["private-room", "presence-room", "peer-room:a&b", "a+b@x.com/#!"]
+)
+def test_subscription_to_other_channel_kinds_is_allowed(app, channel):
+    created = app.subscribe_user("alice", channel)
+    assert created["event"] == channel, created
+    assert pairs(subscriptions(app, user_id="alice")) == [("alice", channel)]
+
+
+@pytest.mark.parametrize("event", ["a+b", "a%2Fb", "a@b", "a:b"])
+def test_delete_takes_only_word_dot_dash_events(app, event):
+    path = "subscriptions/alice/" + event
+    response = app.request("DELETE", path)
+    decoded = requests.utils.unquote(path)
+    assert_error(
+        response,
+        404,
+        "DELETE /%s" % path,
+        name="NotFoundError",
+        message="Request DELETE '/%s' not handled" % decoded,
+    )
+
+
+def test_delete_user_ids_with_symbols(app):
+    app.subscribe_user("a+b@x.com", "news")
+    deleted = assert_ok(app.request("DELETE", "subscriptions/a+b@x.com/news"), "DEL")
+    assert deleted["user_id"] == "a+b@x.com", deleted
+    assert subscriptions(app) == []
+
+
+def test_seed_subscribe_and_unsubscribe_routes(app, other_app):
     path = "apps/%s/" % app.ident
     created = assert_ok(
         app.request("POST", path + "subscribe", data={"user_id": "dave", "event": "a"}),
         "POST /apps/<id>/subscribe",
     )
-    assert created == {"user_id": "dave", "event": "a"}, "got %r" % (created,)
+    assert_record(created, SUBSCRIPTION_FIELDS, app.ident, "seed subscribe")
     assert_ok(
-        app.request("POST", path + "subscribe", json={"user_id": "dave", "event": "b"}),
-        "POST /apps/<id>/subscribe json",
+        app.request(
+            "GET", path + "subscribe", params={"user_id": "dave", "event": "b"}
+        ),
+        "GET /apps/<id>/subscribe",
     )
-    found = assert_ok(
-        app.request("GET", "subscriptions", params={"user_id": "dave"}), ""
-    )
-    assert sorted(s["event"] for s in found) == ["a", "b"], "got %r" % (found,)
-
-    assert_ok(
+    assert pairs(subscriptions(app)) == [("dave", "a"), ("dave", "b")]
+    deleted = assert_ok(
         app.request(
             "POST", path + "unsubscribe", data={"user_id": "dave", "event": "a"}
         ),
         "POST /apps/<id>/unsubscribe",
     )
-    found = assert_ok(
-        app.request("GET", "subscriptions", params={"user_id": "dave"}), ""
-    )
-    assert [s["event"] for s in found] == ["b"], "after unsubscribe: got %r" % (found,)
-    assert_error(
+    assert deleted == created, deleted
+    again = assert_ok(
         app.request(
             "POST", path + "unsubscribe", data={"user_id": "dave", "event": "a"}
         ),
-        404,
         "unsubscribe twice",
     )
-    # another app's routes are closed to this session, and nothing lands there
+    assert again == {"result": "success"}, again
     other = "apps/%s/" % other_app.ident
     for route in ("subscribe", "unsubscribe"):
         assert_error(
             app.request("POST", other + route, data={"user_id": "dave", "event": "b"}),
-            403,
+            404,
             "POST /apps/<other>/%s" % route,
+            name="NotFoundError",
         )
-    theirs = assert_ok(other_app.request("GET", "subscriptions"), "other's list")
-    assert theirs == [], "a refused call changed the other app: %r" % (theirs,)
+    assert subscriptions(other_app) == [], "a refused call changed the other app"
 
 
 def test_subscriptions_are_isolated_between_apps(app, other_app):
     other_app.subscribe_user("erin", "private-stuff")
-    mine = assert_ok(
-        app.request("GET", "subscriptions", params={"user_id": "erin"}), ""
-    )
-    assert mine == [], "this app sees another app's subscription: %r" % (mine,)
-    everything = assert_ok(app.request("GET", "subscriptions"), "GET /subscriptions")
-    assert everything == [], "this app sees another app's subscriptions: %r" % (
-        everything,
-    )
-    assert_error(
-        app.request("DELETE", "subscriptions/erin/private-stuff"),
-        404,
-        "DELETE another app's subscription",
-    )
-    theirs = assert_ok(other_app.request("GET", "subscriptions"), "other's list")
-    assert theirs == [
-        {"user_id": "erin", "event": "private-stuff"}
-    ], "the other app lost its subscription: %r" % (theirs,)
+    assert subscriptions(app) == [] and subscriptions(app, user_id="erin") == []
+    missing = assert_ok(app.request("DELETE", "subscriptions/erin/private-stuff"), "")
+    assert missing == {"result": "success"}, missing
+    assert pairs(subscriptions(other_app)) == [("erin", "private-stuff")]
 
 
 # -- sockets ---------------------------------------------------------------------------
 
 
-def test_sockets_lists_the_apps_connected_clients(app, other_app):
-    client = app.socket()
-    client.subscribe("lobby")
+def test_sockets_lists_the_apps_sockets_and_their_channels(app, other_app):
+    client, idle, stranger = app.socket(), app.socket(), other_app.socket()
     client.subscribe("room-1")
-    idle = app.socket()
-    stranger = other_app.socket()
+    client.subscribe("lobby")
     stranger.subscribe("lobby")
     try:
         listed = assert_ok(app.request("GET", "sockets"), "GET /sockets")
-        by_id = {s.get("socket_id"): s for s in listed}
-        assert set(by_id) == {
-            client.socket_id,
-            idle.socket_id,
-        }, "GET /sockets: expected %r, got %r" % (
-            {client.socket_id, idle.socket_id},
-            listed,
-        )
-        assert by_id[client.socket_id].get("channels") == [
-            "lobby",
-            "room-1",
-        ], "expected channels lobby and room-1, got %r" % (by_id[client.socket_id],)
-        assert (
-            by_id[idle.socket_id].get("channels") == []
-        ), "expected an idle socket without channels, got %r" % (by_id[idle.socket_id],)
+        assert set(listed) == {"sockets"}, listed
+        by_id = {s["socket_id"]: s for s in listed["sockets"]}
+        assert by_id == {
+            client.socket_id: {
+                "socket_id": client.socket_id,
+                "channel": ["room-1", "lobby"],
+            },
+            idle.socket_id: {"socket_id": idle.socket_id, "channel": []},
+        }, "GET /sockets: got %r" % (listed,)
         shown = assert_ok(
             app.request("GET", "sockets/" + client.socket_id), "GET /sockets/<id>"
         )
-        assert shown.get("socket_id") == client.socket_id and shown.get("channels") == [
-            "lobby",
-            "room-1",
-        ], "GET /sockets/<id>: got %r" % (shown,)
-        assert_error(
-            app.request("GET", "sockets/" + stranger.socket_id),
-            404,
-            "GET another app's socket",
-        )
-        assert_error(app.request("GET", "sockets/1.1"), 404, "GET an unknown socket")
+        assert shown == by_id[client.socket_id], shown
+        for unknown in (stranger.socket_id, str(uuid.uuid4())):
+            assert_error(
+                app.request("GET", "sockets/" + unknown),
+                404,
+                "GET /sockets/<not mine>",
+                name="NotFoundError",
+            )
         theirs = assert_ok(other_app.request("GET", "sockets"), "other GET /sockets")
-        assert [s.get("socket_id") for s in theirs] == [
-            stranger.socket_id
-        ], "the other app: expected only its socket, got %r" % (theirs,)
+        assert [s["socket_id"] for s in theirs["sockets"]] == [stranger.socket_id]
     finally:
         for handle in (client, idle, stranger):
             handle.close()
 
 
-def test_socket_leaves_the_listing_after_unsubscribe(app):
-    client = app.socket()
-    client.subscribe("a")
-    client.subscribe("b")
-    client.send("pusher:unsubscribe", {"channel": "a"})
-    client.expect("pusher_internal:unsubscription_succeeded", "a")
-    shown = assert_ok(app.request("GET", "sockets/" + client.socket_id), "GET socket")
-    assert shown.get("channels") == [
-        "b"
-    ], "after unsubscribe: expected ['b'], got %r" % (shown,)
-    client.close()
+def test_post_socket_answers_its_channels(app, other_app):
+    client, stranger = app.socket(), other_app.socket()
+    client.subscribe("b-room")
+    client.subscribe("a-room")
+    app.subscribe_user("alice", "news")
+    client.subscribe_signed("personal-alice")
+    stranger.subscribe("secret-room")
+    try:
+        shown = assert_ok(app.request("POST", "sockets/" + client.socket_id), "POST")
+        assert shown == {"channels": ["b-room", "a-room", "news"]}, (
+            "POST /sockets/<id>: expected the joined channels in order, aliases "
+            "included and no personal channel, got %r" % (shown,)
+        )
+        for unknown in (stranger.socket_id, str(uuid.uuid4())):
+            other = assert_ok(app.request("POST", "sockets/" + unknown), "unknown")
+            assert other == {"channels": []}, "a socket not of this app: %r" % other
+        client.send("pusher:unsubscribe", {"channel": "b-room"})
+        client.expect("pusher_internal:unsubscription_succeeded", "b-room")
+        after = assert_ok(app.request("POST", "sockets/" + client.socket_id), "after")
+        assert after == {"channels": ["a-room", "news"]}, after
+    finally:
+        client.close()
+        stranger.close()
 
 
-# -- health ----------------------------------------------------------------------------
+# -- health, info, unknown routes ------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["health", "health/live", "health/ready"])
-def test_health_answers_without_a_session(server, path):
-    body = assert_ok(call(server, "GET", path), "GET /" + path)
-    assert body.get("status") == "ok", "GET /%s: expected status ok, got %r" % (
-        path,
-        body,
-    )
-
-
-# -- errors ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("health", {"status": "ok", "service": "pushi", "version": pushi.__version__}),
+        ("health/live", {"status": "ok"}),
+        ("health/ready", {"status": "ok", "ready": True}),
+        ("", {"name": "pushi", "version": pushi.__version__, "api_version": 1}),
+        ("info", {"name": "pushi", "version": pushi.__version__, "api_version": 1}),
+        ("versions", {"version": pushi.__version__, "api_version": 1}),
+    ],
+    ids=["health", "live", "ready", "root", "info", "versions"],
+)
+def test_service_documents_without_a_session(server, path, expected):
+    response = call(server, "GET", path)
+    body = assert_ok(response, "GET /" + path)
+    assert body == expected, "GET /%s: expected %r, got %r" % (path, expected, body)
+    leak = RUNTIME.search(response.text) or LEAKS.search(response.text)
+    assert leak is None, "GET /%s tells %r: %r" % (path, leak.group(0), response.text)
 
 
 @pytest.mark.parametrize(
     "method, path",
     [("GET", "no-such-route"), ("DELETE", "apps"), ("GET", "events/x/y/z")],
 )
-def test_unknown_routes_answer_json(app, method, path):
-    assert_error(app.request(method, path), (404, 405), "%s /%s" % (method, path))
+def test_unknown_routes_are_appiers_404(app, method, path):
+    assert_error(
+        app.request(method, path),
+        404,
+        "%s /%s" % (method, path),
+        name="NotFoundError",
+        message="Request %s '/%s' not handled" % (method, path),
+    )
+
+
+def test_debug_settings_never_add_a_trace(start_server):
+    private = start_server(env={"DEBUG": "1", "LEVEL": "DEBUG"})
+    assert_error(
+        call(private, "POST", "apps", json={}),
+        400,
+        "POST /apps in debug mode",
+        name="ValidationError",
+        errors={"name": ["value is not set"]},
+    )
+    assert_error(
+        call(private, "GET", "apps"), 403, "GET /apps in debug mode", *NOT_AUTHENTICATED
+    )
+    assert_error(call(private, "GET", "nothing-here"), 404, "a 404 in debug mode")
+    app = AppClient(private)
+    body = assert_error(
+        call(private, "GET", "login", params=dict(credentials(app), app_key="x")),
+        404,
+        "a wrong login in debug mode",
+        message="App not found",
+    )
+    assert app.secret not in json.dumps(body), "the error shows the query: %r" % body
 
 
 # -- registration and the admin back-office --------------------------------------------
@@ -896,9 +1168,7 @@ def test_registration_admin_requires_an_admin_login(start_server):
         env={"PUSHI_REGISTRATION": "admin", "ADMIN_PASSWORD": password}
     )
     assert_error(
-        call(private, "POST", "apps", json={"name": "anon"}),
-        403,
-        "POST /apps anonymous",
+        call(private, "POST", "apps", json={"name": "anon"}), 403, "anonymous POST"
     )
     browser, answer = admin_signin(private, "wrong-" + password)
     assert not signed_in(answer), "a wrong admin password signed in: %r" % (
@@ -918,30 +1188,31 @@ def test_registration_admin_requires_an_admin_login(start_server):
         browser.post(private.api + "apps", json={"name": "by-admin"}, timeout=TIMEOUT),
         "POST /apps as admin",
     )
-    assert created.get("name") == "by-admin" and HEX64.match(
-        created.get("key") or ""
-    ), "expected the created app, got %r" % (created,)
-    # an app's own session is no admin login
-    app_session = requests.Session()
+    assert created["name"] == "by-admin" and HEX64.match(created["key"]), created
+    # an admin sign-in is no app session: app routes stay closed to it (§4.11)
+    for method, path in (("GET", "apps"), ("GET", "events"), ("GET", "subscriptions")):
+        assert_error(
+            browser.request(method, private.api + path, timeout=TIMEOUT),
+            403,
+            "%s /%s with an admin session" % (method, path),
+            *NOT_AUTHENTICATED,
+        )
+    # and an app's own session is no admin login
     token = assert_ok(
-        app_session.get(
-            private.api + "login",
+        call(
+            private,
+            "GET",
+            "login",
             params=dict(
                 app_id=created["ident"],
                 app_key=created["key"],
                 app_secret=created["secret"],
             ),
-            timeout=TIMEOUT,
         ),
         "app login",
     )["token"]
     assert_error(
-        app_session.post(
-            private.api + "apps",
-            json={"name": "y"},
-            params={"sid": token},
-            timeout=TIMEOUT,
-        ),
+        call(private, "POST", "apps", json={"name": "y"}, params={"sid": token}),
         403,
         "POST /apps with an app session",
     )
@@ -977,8 +1248,11 @@ def test_admin_refuses_root_root(server):
     api = call(
         server, "POST", "api/admin/login", data={"username": "root", "password": "root"}
     )
-    body = assert_error(api, (401, 403), "POST /api/admin/login as root/root")
-    assert "sid" not in body, "root/root got a session: %r" % (body,)
+    assert api.status_code in (401, 403), "root/root: got %d %r" % (
+        api.status_code,
+        api.text[:300],
+    )
+    assert "sid" not in api.json(), "root/root got a session: %r" % (api.text,)
 
 
 def wire_server_keeps_booleans() -> bool:
