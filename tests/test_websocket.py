@@ -11,19 +11,18 @@ import base64
 import hashlib
 import json
 import os
-import re
 import secrets
 import socket
 import ssl
 import struct
+import uuid
 
 import pytest
 import requests
-from conftest import ROOT, WAIT_SECONDS, AppClient, Client
+from conftest import ROOT, WAIT_SECONDS, AppClient, Client, assert_nothing
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-SOCKET_ID = re.compile(r"^\d+\.\d+$")
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OP_CONTINUATION = 0x0
@@ -275,28 +274,40 @@ def raw(server):
 # -- connecting ------------------------------------------------------------------------
 
 
-def test_connection_established_carries_socket_id_and_activity_timeout(app):
+def is_uuid4(value) -> bool:
+    """Whether a value is the canonical string of a version 4 uuid."""
+    try:
+        parsed = uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str) and parsed.version == 4 and str(parsed) == value
+
+
+def test_connection_established_is_exactly_the_published_frame(app):
+    """`{"event", "data": "{\"socket_id\": \"<uuid4>\"}"}`: no channel, no more."""
     with connect(app.server.ws_url(app.key), open_timeout=WAIT_SECONDS) as ws:
         message = json.loads(ws.recv(timeout=WAIT_SECONDS))
-    assert message.get("event") == "pusher:connection_established", message
-    assert isinstance(
-        message.get("data"), str
-    ), "expected data to be a string-encoded JSON object, got %r" % (message,)
-    data = json.loads(message["data"])
-    assert isinstance(data.get("socket_id"), str) and SOCKET_ID.match(
-        data["socket_id"]
-    ), "expected socket_id of the form <digits>.<digits>, got %r" % (data,)
-    timeout = data.get("activity_timeout")
-    assert (
-        isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
-    ), "expected a positive integer activity_timeout, got %r" % (data,)
+    assert sorted(message) == ["data", "event"], message
+    assert message["event"] == "pusher:connection_established", message
+    assert isinstance(message["data"], str), "data must be string-encoded: %r" % (
+        message,
+    )
+    socket_id = json.loads(message["data"]).get("socket_id")
+    assert is_uuid4(socket_id), "expected a uuid4 socket_id, got %r" % (message,)
+    # json.dumps defaults: `": "`, and nothing but the socket id
+    assert message["data"] == '{"socket_id": "%s"}' % socket_id, message
+
+
+def test_nothing_comes_unprompted_after_connecting(app):
+    client = app.socket()
+    assert_nothing(client, "anything after pusher:connection_established")
 
 
 def test_socket_ids_are_unique_across_connections(app):
     clients = [app.socket() for _ in range(20)]
     try:
         ids = [client.socket_id for client in clients]
-        assert all(SOCKET_ID.match(i) for i in ids), ids
+        assert all(is_uuid4(i) for i in ids), ids
         assert len(set(ids)) == len(ids), (
             "expected 20 distinct socket ids, got %r" % ids
         )
@@ -305,25 +316,60 @@ def test_socket_ids_are_unique_across_connections(app):
             client.close()
 
 
+def test_the_key_is_the_text_after_the_last_slash(app):
+    client = Client(app.server.ws_url("any/prefix/here/" + app.key))
+    try:
+        client.subscribe("prefixed")
+        app.publish("prefixed", "through a prefixed path")
+        assert client.expect("message", "prefixed")["data"] == "through a prefixed path"
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize(
     "key",
-    [secrets.token_hex(32), "not-a-key", "app/unknown"],
-    ids=["well-formed-64-hex", "garbage", "garbage-with-slash"],
+    [
+        secrets.token_hex(32),
+        secrets.token_hex(32).upper(),
+        secrets.token_hex(32)[:63],
+        secrets.token_hex(32) + "0",
+        "not-a-key",
+        "app/unknown",
+        "",
+    ],
+    ids=[
+        "well-formed-64-hex",
+        "uppercase-64-hex",
+        "63-chars",
+        "65-chars",
+        "garbage",
+        "garbage-with-slash",
+        "empty",
+    ],
 )
 def test_unknown_app_key_gets_error_4001_then_close_4001(raw, app, key):
+    """Contract §4.2: no connected message; the original drops or connects."""
     raw.handshake(key)
     message = raw.message()
-    assert (
-        message.get("event") == "pusher:error"
-    ), "expected pusher:error for an unknown key, got %r" % (message,)
+    assert sorted(message) == ["channel", "data", "event"], message
+    assert (message["event"], message["channel"]) == ("pusher:error", ""), message
     assert message["data"]["code"] == 4001, message
+    assert isinstance(message["data"]["message"], str), message
+    assert_closed_with(raw, 4001)
+
+
+def test_the_key_of_another_path_segment_is_not_taken(raw, app):
+    """The key must be the last segment: `/<key>/x` names the key `x`."""
+    raw.handshake(app.key + "/x")
+    message = raw.message()
+    assert (message["event"], message["data"]["code"]) == ("pusher:error", 4001)
     assert_closed_with(raw, 4001)
 
 
 def test_query_string_is_not_part_of_the_key(app):
     client = Client(app.server.ws_url(app.key + "?protocol=7&client=js&version=8.4"))
     try:
-        assert SOCKET_ID.match(client.socket_id), client.socket_id
+        assert is_uuid4(client.socket_id), client.socket_id
         client.subscribe("qs-channel")
         app.publish("qs-channel", "through a query-string url")
         got = client.expect("message", "qs-channel")
@@ -352,14 +398,23 @@ def test_ping_frame_gets_pong_with_same_payload(raw, app):
     )
 
 
-def test_pusher_ping_message_gets_pusher_pong(app):
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"event": "pusher:ping", "data": {}},
+        {"event": "pusher:ping"},
+        {"event": "pusher_ping", "data": "anything"},
+    ],
+    ids=["colon", "no-data", "underscore"],
+)
+def test_pusher_ping_message_gets_pusher_pong(app, message):
+    """Contract §4.3 (the original drops the connection)."""
     client = app.socket()
     try:
-        client.send("pusher:ping", {})
-        message = client.next()
-        assert message.get("event") == "pusher:pong", "expected pusher:pong, got %r" % (
-            message,
-        )
+        client.ws.send(json.dumps(message))
+        got = client.next()
+        assert got == {"event": "pusher:pong", "data": {}}, got
+        client.subscribe("after-ping")
     finally:
         client.close()
 
@@ -416,10 +471,11 @@ def test_fragmented_subscribe_with_interleaved_ping_is_reassembled(raw, app):
     raw.send(frame(OP_CONTINUATION, parts[1], fin=False))
     raw.send(frame(OP_CONTINUATION, parts[2], fin=True))
     reply = raw.message()
-    assert (
-        reply.get("event") == "pusher_internal:subscription_succeeded"
-    ), "expected the reassembled subscribe to succeed, got %r" % (reply,)
-    assert reply.get("channel") == "fragmented", reply
+    assert reply == {
+        "event": "pusher_internal:subscription_succeeded",
+        "data": '{"name": "fragmented", "members": {}, "alias": [], "events": []}',
+        "channel": "fragmented",
+    }, "expected the reassembled subscribe to succeed, got %r" % (reply,)
     # and the subscription is real: a publish reaches the raw socket
     app.publish("fragmented", "after fragments")
     delivered = raw.message()
@@ -532,28 +588,59 @@ def test_configured_limit_counts_all_fragments(small_server):
         raw.close()
 
 
-# -- bad messages keep the connection --------------------------------------------------
+# -- bad messages keep the connection (contract §4.1) ----------------------------------
 
 
 @pytest.mark.parametrize(
-    "payload",
-    ["{not json", "[1, 2, 3]", '{"data": {"channel": "x"}}', '{"event": 5}', '"text"'],
-    ids=["malformed-json", "json-array", "no-event", "event-not-string", "json-string"],
+    "payload,channel",
+    [
+        ("{not json", ""),
+        ("[1, 2, 3]", ""),
+        ('"text"', ""),
+        ('{"data": {"channel": "x"}}', ""),
+        ('{"event": 5}', ""),
+        ('{"event": "pusher:subscribe"}', ""),
+        ('{"event": "pusher:subscribe", "data": 5}', ""),
+        ('{"event": "pusher:subscribe", "data": "not json"}', ""),
+        ('{"event": "pusher:subscribe", "data": {}}', ""),
+        ('{"event": "pusher:latest", "data": []}', ""),
+        ('{"event": "chat"}', ""),
+        ('{"event": "chat", "data": "no channel"}', ""),
+        ('{"event": "chat", "channel": "room"}', "room"),
+    ],
+    ids=[
+        "malformed-json",
+        "json-array",
+        "json-string",
+        "no-event",
+        "event-not-string",
+        "subscribe-no-data",
+        "subscribe-data-number",
+        "subscribe-data-not-json",
+        "subscribe-no-channel",
+        "latest-data-array",
+        "client-event-nothing",
+        "client-event-no-channel",
+        "client-event-no-data",
+    ],
 )
-def test_bad_message_gets_error_4000_and_connection_stays(app, payload):
+def test_bad_message_gets_an_error_and_the_connection_stays(app, payload, channel):
     client = app.socket()
     try:
         client.ws.send(payload)
         message = client.next()
-        assert (
-            message.get("event") == "pusher:error"
-        ), "expected pusher:error for %r, got %r" % (payload, message)
-        assert isinstance(message.get("data"), dict), message
-        assert (
-            message["data"].get("code") == 4000
-        ), "expected code 4000 for %r, got %r" % (payload, message)
-        assert isinstance(message["data"].get("message"), str), message
-        client.roundtrip()
+        assert sorted(message) == ["channel", "data", "event"], message
+        assert (message["event"], message["channel"]) == (
+            "pusher:error",
+            channel,
+        ), "expected pusher:error on %r for %r, got %r" % (channel, payload, message)
+        assert sorted(message["data"]) == ["code", "message"], message
+        assert message["data"]["code"] == 4000, "expected code 4000 for %r, got %r" % (
+            payload,
+            message,
+        )
+        assert isinstance(message["data"]["message"], str), message
+        assert_nothing(client, "more than one answer to %r" % payload)
         client.subscribe("still-here")
         app.publish("still-here", "alive")
         assert client.expect("message", "still-here")["data"] == "alive"
@@ -675,7 +762,7 @@ def test_wss_and_https_with_verified_certificate(start_server):
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     client = Client(secure.ws_url(app["key"]), ssl=context)
     try:
-        assert SOCKET_ID.match(client.socket_id), client.socket_id
+        assert is_uuid4(client.socket_id), client.socket_id
         client.subscribe("tls")
         sent = call(
             "POST",
@@ -719,7 +806,11 @@ def test_unknown_key_close_code_seen_by_websockets_client(app):
         app.server.ws_url(secrets.token_hex(32)), open_timeout=WAIT_SECONDS
     ) as ws:
         message = json.loads(ws.recv(timeout=WAIT_SECONDS))
-        assert message["event"] == "pusher:error" and message["data"]["code"] == 4001
+        assert message == {
+            "event": "pusher:error",
+            "channel": "",
+            "data": {"code": 4001, "message": message["data"]["message"]},
+        }, message
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=WAIT_SECONDS)
     assert (
@@ -747,7 +838,7 @@ def test_slow_reader_is_dropped_and_others_keep_receiving(start_server):
         publishes += 1
         app.publish("flood", payload, persist=False)
         assert healthy.expect("message", "flood")["data"] == payload
-        sockets = app.request("GET", "sockets").json()
+        sockets = app.request("GET", "sockets").json()["sockets"]
         dropped = slow_id not in {entry["socket_id"] for entry in sockets}
     assert dropped, "the slow reader was still connected after %d publishes" % publishes
     app.publish("flood", "after", persist=False)
