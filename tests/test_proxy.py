@@ -25,6 +25,21 @@ import pushi
 SUCCESS = {"result": "success"}
 
 
+@pytest.fixture
+def connect(closing):
+    """Opens WebSocket clients of an app (or of a URL), closed after the test."""
+
+    def open_client(app_or_url) -> Client:
+        if isinstance(app_or_url, str):
+            client = Client(app_or_url)
+        else:
+            client = app_or_url.socket()
+        closing.append(client)
+        return client
+
+    return open_client
+
+
 def unique(prefix: str) -> str:
     return "%s-%s" % (prefix, secrets.token_hex(4))
 
@@ -87,8 +102,8 @@ def pairs(found: dict) -> list:
 # -- quick start, configuration ----------------------------------------------------
 
 
-def test_quick_start_reaches_subscriber(server, app):
-    client = app.socket()
+def test_quick_start_reaches_subscriber(server, app, connect):
+    client = connect(app)
     client.subscribe("global")
     proxy = pushi.Pushi(
         app_id=app.ident, app_key=app.key, app_secret=app.secret, base_url=server.api
@@ -104,14 +119,14 @@ def test_api_is_the_same_proxy():
     assert issubclass(pushi.PushiError, Exception)
 
 
-def test_credentials_and_url_from_environment(app, monkeypatch):
+def test_credentials_and_url_from_environment(app, monkeypatch, connect):
     monkeypatch.setenv("PUSHI_ID", app.ident)
     monkeypatch.setenv("PUSHI_KEY", app.key)
     monkeypatch.setenv("PUSHI_SECRET", app.secret)
     monkeypatch.setenv("PUSHI_URL", app.server.api.rstrip("/"))
     proxy = pushi.API()
     assert proxy.base_url == app.server.api
-    client = app.socket()
+    client = connect(app)
     client.subscribe("global")
     proxy.trigger_event("global", "from the environment")
     client.expect("message", "global", data="from the environment")
@@ -141,8 +156,8 @@ def test_import_does_not_load_the_server():
 # -- events --------------------------------------------------------------------------
 
 
-def test_publish_on_a_list_of_channels(app):
-    alpha, beta = app.socket(), app.socket()
+def test_publish_on_a_list_of_channels(app, connect):
+    alpha, beta = connect(app), connect(app)
     alpha.subscribe("alpha")
     beta.subscribe("beta")
     result = proxy_for(app).trigger_event(["alpha", "beta"], "to both", event="news")
@@ -151,8 +166,8 @@ def test_publish_on_a_list_of_channels(app):
     beta.expect("news", "beta", data="to both")
 
 
-def test_a_tuple_of_channels_is_a_list(app):
-    both = app.socket()
+def test_a_tuple_of_channels_is_a_list(app, connect):
+    both = connect(app)
     both.subscribe("alpha")
     both.subscribe("beta")
     assert proxy_for(app).trigger_event(("beta", "alpha"), "once") == SUCCESS
@@ -160,8 +175,8 @@ def test_a_tuple_of_channels_is_a_list(app):
     assert_nothing(both, "a second copy of one publish")
 
 
-def test_the_whole_body_is_delivered(app):
-    client = app.socket()
+def test_the_whole_body_is_delivered(app, connect):
+    client = connect(app)
     client.subscribe("global")
     proxy_for(app).trigger_event("global", {"n": 1}, event="news", author="ann")
     got = client.expect("news", "global", author="ann")
@@ -175,8 +190,8 @@ def test_the_whole_body_is_delivered(app):
     }
 
 
-def test_persist_false_has_no_mid_and_is_not_stored(app):
-    client = app.socket()
+def test_persist_false_has_no_mid_and_is_not_stored(app, connect):
+    client = connect(app)
     client.subscribe("global")
     proxy = proxy_for(app)
     assert proxy.trigger_event("global", "transient", persist=False) == SUCCESS
@@ -224,8 +239,8 @@ def test_a_bad_publish_is_a_pushi_error(app):
 # -- subscriptions -----------------------------------------------------------------
 
 
-def test_subscribe_and_unsubscribe_reach_the_personal_channel(app):
-    client = app.socket()
+def test_subscribe_and_unsubscribe_reach_the_personal_channel(app, connect):
+    client = connect(app)
     client.subscribe("personal-ann", app.auth(client.socket_id, "personal-ann"))
     proxy = proxy_for(app)
 
@@ -300,11 +315,11 @@ def test_missing_subscription_is_success_unless_forced(app):
 # -- live sockets ----------------------------------------------------------------------
 
 
-def test_sockets_and_their_channels(app, other_app):
-    client = app.socket()
+def test_sockets_and_their_channels(app, other_app, connect):
+    client = connect(app)
     client.subscribe("news")
     client.subscribe_signed("private-room")
-    other_app.socket().subscribe("elsewhere")
+    connect(other_app).subscribe("elsewhere")
     proxy = proxy_for(app)
     assert proxy.get_socket(client.socket_id) == {"channels": ["news", "private-room"]}
     assert proxy.get_socket(str(uuid.uuid4())) == {"channels": []}
@@ -318,8 +333,8 @@ def test_sockets_and_their_channels(app, other_app):
 # -- channel auth --------------------------------------------------------------------
 
 
-def test_authenticate_private_channel_is_accepted(app):
-    client = app.socket()
+def test_authenticate_private_channel_is_accepted(app, connect):
+    client = connect(app)
     proxy = proxy_for(app)
     auth = proxy.authenticate("private-room", client.socket_id)
     assert isinstance(auth, str) and auth.startswith(app.key + ":")
@@ -333,7 +348,7 @@ def test_authenticate_private_channel_is_accepted(app):
     assert proxy.auth_response("private-room", client.socket_id) == {"auth": auth}
 
     # the server does check: a signature for another socket is refused
-    other = app.socket()
+    other = connect(app)
     other.send("pusher:subscribe", {"channel": "private-room", "auth": auth})
     assert other.expect("pusher:error")["channel"] == "private-room"
 
@@ -341,9 +356,9 @@ def test_authenticate_private_channel_is_accepted(app):
     client.expect("message", "private-room", data="secret")
 
 
-def test_authenticate_presence_channel_with_user_info(app):
+def test_authenticate_presence_channel_with_user_info(app, connect):
     proxy = proxy_for(app)
-    ann, bob = app.socket(), app.socket()
+    ann, bob = connect(app), connect(app)
     ann_data = {"user_id": "ann", "user_info": {"name": "Ann"}}
     signed = proxy.authenticate("presence-room", ann.socket_id, ann_data)
     assert set(signed) == {"auth", "channel_data"}
@@ -364,14 +379,14 @@ def test_authenticate_presence_channel_with_user_info(app):
 # -- apps ----------------------------------------------------------------------------
 
 
-def test_create_app_then_publish_with_its_credentials(server, monkeypatch):
+def test_create_app_then_publish_with_its_credentials(server, monkeypatch, connect):
     without_pushi_env(monkeypatch)
     name = unique("made by the proxy")
     created = pushi.Pushi(base_url=server.api).create_app(name)
     assert created["name"] == name
     assert {"ident", "key", "secret"} <= set(created)
     assert created["instance"] == created["ident"]
-    client = Client(server.ws_url(created["key"]))
+    client = connect(server.ws_url(created["key"]))
     client.subscribe("global")
     proxy = pushi.Pushi(
         app_id=created["ident"],
@@ -454,7 +469,7 @@ def test_concurrent_first_calls_log_in_once(app):
     assert len(stored(proxy, 8, "eight events")) == 8
 
 
-def test_logout_ends_the_session_and_next_call_logs_in(app):
+def test_logout_ends_the_session_and_next_call_logs_in(app, connect):
     proxy = proxy_for(app)
     logins = count_logins(proxy)
     proxy.list_events()
@@ -464,19 +479,19 @@ def test_logout_ends_the_session_and_next_call_logs_in(app):
     stale = requests.get(app.server.api + "events", params={"sid": old}, timeout=10)
     assert stale.status_code == 403, stale.text
     assert proxy.logout() is None  # no session: nothing to do
-    client = app.socket()
+    client = connect(app)
     client.subscribe("global")
     proxy.trigger_event("global", "after logout")
     client.expect("message", "global", data="after logout")
     assert len(logins) == 2
 
 
-def test_invalid_session_logs_in_again_once(app):
+def test_invalid_session_logs_in_again_once(app, connect):
     proxy = proxy_for(app)
     proxy.list_events()
     logins = count_logins(proxy)
     proxy.token = "0" * 64  # a session the server does not know
-    client = app.socket()
+    client = connect(app)
     client.subscribe("global")
     proxy.trigger_event("global", "after a bad session")
     client.expect("message", "global", data="after a bad session")
@@ -509,7 +524,7 @@ def test_another_apps_ident_is_a_404_without_relogin(app, other_app):
     assert shown["name"] == other_app.info["name"]
 
 
-def test_server_restart_expires_session_and_proxy_logs_in(start_server):
+def test_server_restart_expires_session_and_proxy_logs_in(start_server, connect):
     server = start_server()
     app = AppClient(server)
     proxy = proxy_for(app)
@@ -518,7 +533,7 @@ def test_server_restart_expires_session_and_proxy_logs_in(start_server):
     stored(proxy, 1, "the event before the restart")
     assert len(logins) == 1
     server.restart()
-    client = app.socket()
+    client = connect(app)
     client.subscribe("global")
     proxy.trigger_event("global", "after restart")
     client.expect("message", "global", data="after restart")

@@ -295,6 +295,21 @@ def lib(tmp_path_factory) -> PublishedLib:
 # -- helpers ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def connect(closing):
+    """Opens WebSocket clients of an app (or of a URL), closed after the test."""
+
+    def open_client(app_or_url) -> Client:
+        if isinstance(app_or_url, str):
+            client = Client(app_or_url)
+        else:
+            client = app_or_url.socket()
+        closing.append(client)
+        return client
+
+    return open_client
+
+
 def unique(prefix: str) -> str:
     return "%s-%s" % (prefix, secrets.token_hex(4))
 
@@ -475,13 +490,13 @@ def test_create_app_returns_the_app_record(lib, server):
     assert errors == {"name": ["value is empty"]}
 
 
-def test_an_app_created_by_the_library_publishes_with_it(lib, server):
+def test_an_app_created_by_the_library_publishes_with_it(lib, server, connect):
     created = lib.run(
         'RESULT["app"] = api_for().create_app(INPUT["name"])',
         api=dict(base_url=server.api),
         name=unique("lib-publisher"),
     )["app"]
-    client = Client(server.ws_url(created["key"]))
+    client = connect(server.ws_url(created["key"]))
     client.subscribe("global")
     options = dict(
         app_id=created["ident"],
@@ -637,8 +652,8 @@ def test_login_with_wrong_credentials_is_404(lib, app, server):
         assert result[name + " token"] is None
 
 
-def test_lost_session_logs_in_again_once(lib, app):
-    client = app.socket()
+def test_lost_session_logs_in_again_once(lib, app, connect):
+    client = connect(app)
     client.subscribe("news")
     result = lib.run(
         """
@@ -680,8 +695,8 @@ def test_lost_session_logs_in_again_once(lib, app):
 # -- events ----------------------------------------------------------------------------
 
 
-def test_string_data_arrives_with_the_whole_body(lib, app):
-    client = app.socket()
+def test_string_data_arrives_with_the_whole_body(lib, app, connect):
+    client = connect(app)
     client.subscribe("news")
     result = lib.run(
         """
@@ -712,8 +727,8 @@ def test_string_data_arrives_with_the_whole_body(lib, app):
     ],
     ids=["object", "key-order", "list", "number"],
 )
-def test_structured_data_arrives_as_python_json_dumps(lib, app, data):
-    client = app.socket()
+def test_structured_data_arrives_as_python_json_dumps(lib, app, data, connect):
+    client = connect(app)
     client.subscribe("news")
     result = lib.run(
         'RESULT["sent"] = attempt(api_for().create_event, "news", INPUT["data"])',
@@ -728,8 +743,8 @@ def test_structured_data_arrives_as_python_json_dumps(lib, app, data):
     assert_delivered(message, dict(expected, persist=True), True, "structured data")
 
 
-def test_a_channel_list_sends_one_copy_per_socket(lib, app):
-    both, beta = app.socket(), app.socket()
+def test_a_channel_list_sends_one_copy_per_socket(lib, app, connect):
+    both, beta = connect(app), connect(app)
     both.subscribe("beta")  # joined first, listed second
     both.subscribe("alpha")
     beta.subscribe("beta")
@@ -760,8 +775,8 @@ def test_a_channel_list_sends_one_copy_per_socket(lib, app):
     ]
 
 
-def test_extras_are_echoed_and_stored(lib, app):
-    client = app.socket()
+def test_extras_are_echoed_and_stored(lib, app, connect):
+    client = connect(app)
     client.subscribe("news")
     extras = dict(
         author="ann", n=3, nested={"a": [1, None]}, socket_id=client.socket_id
@@ -792,8 +807,8 @@ def test_extras_are_echoed_and_stored(lib, app):
     assert record["data"] == dict(body, **extras)
 
 
-def test_persist_false_is_delivered_and_not_stored(lib, app):
-    client = app.socket()
+def test_persist_false_is_delivered_and_not_stored(lib, app, connect):
+    client = connect(app)
     client.subscribe("news")
     result = lib.run(
         """
@@ -872,8 +887,8 @@ def test_subscriptions_create_and_delete(lib, app):
     assert listed.json() == {"subscriptions": []}
 
 
-def test_subscriptions_route_events_to_the_personal_channel(lib, app):
-    client = app.socket()
+def test_subscriptions_route_events_to_the_personal_channel(lib, app, connect):
+    client = connect(app)
     result = lib.run(
         """
         api = api_for()
@@ -921,8 +936,8 @@ def test_subscriptions_route_events_to_the_personal_channel(lib, app):
 # -- channel auth ----------------------------------------------------------------------
 
 
-def test_authenticate_opens_a_private_channel(lib, app):
-    client, other = app.socket(), app.socket()
+def test_authenticate_opens_a_private_channel(lib, app, connect):
+    client, other = connect(app), connect(app)
     result = lib.run(
         """
         api = api_for()
@@ -954,8 +969,10 @@ def test_authenticate_opens_a_private_channel(lib, app):
     assert_nothing(other, "an event of a private channel it could not join")
 
 
-def test_authenticate_without_channel_data_joins_presence_as_a_non_member(lib, app):
-    watcher, client = app.socket(), app.socket()
+def test_authenticate_without_channel_data_joins_presence_as_a_non_member(
+    lib, app, connect
+):
+    watcher, client = connect(app), connect(app)
     watcher.subscribe_signed("presence-room", {"user_id": "watcher"})
     auth = lib.run(
         'RESULT["auth"] = api_for().authenticate("presence-room", INPUT["socket_id"])',
@@ -979,12 +996,12 @@ def test_authenticate_without_channel_data_joins_presence_as_a_non_member(lib, a
     watcher.expect("message", "presence-room", data="hi")
 
 
-def test_authenticate_with_legacy_presence_members(lib, start_server):
+def test_authenticate_with_legacy_presence_members(lib, start_server, connect):
     # the library signs no channel_data: its apps send channel_data as an object,
     # which the server accepts only with PUSHI_LEGACY_PRESENCE_AUTH=1 (contract §4.4)
     server = start_server(env={"PUSHI_LEGACY_PRESENCE_AUTH": "1"})
     app = AppClient(server, name="published-lib-legacy")
-    ann, bob = app.socket(), app.socket()
+    ann, bob = connect(app), connect(app)
     ann_data = {"user_id": "ann", "user_info": {"name": "Ann"}}
     bob_data = {"user_id": "bob", "user_info": {"name": "Bób"}, "peer": False}
     result = lib.run(
