@@ -356,13 +356,27 @@ def test_flagged_users_last_connection_leaving_takes_the_others_out():
     harness.join(bob, ROOM, "bob")
     harness.join(zed1, ROOM, "zed", peer=True)
     harness.join(zed2, ROOM, "zed")
-    harness.close(zed1)
+    harness.close(zed2)
     assert in_peer(harness, ann, peer("ann", "zed")), "zed still has a connection"
-    harness.unsubscribe(zed2, ROOM)
+    harness.unsubscribe(zed1, ROOM)
     assert not in_peer(harness, ann, peer("ann", "zed"))
     assert not in_peer(harness, bob, peer("bob", "zed"))
     assert list(harness.app.channels) == [ROOM]
     assert ann.peers.get(ROOM, set()) == set()
+    check_consistent(harness)
+
+
+def test_the_last_connections_own_flag_decides_as_in_the_original():
+    # zed's flagged connection opened the pairs, but its last one has no flag:
+    # the published server looks at the leaving connection only
+    harness = Harness()
+    ann, zed1, zed2 = (harness.connect() for _ in range(3))
+    harness.join(ann, ROOM, "ann")
+    harness.join(zed1, ROOM, "zed", peer=True)
+    harness.join(zed2, ROOM, "zed")
+    harness.close(zed1)
+    harness.unsubscribe(zed2, ROOM)
+    assert in_peer(harness, ann, peer("ann", "zed"))
     check_consistent(harness)
 
 

@@ -30,7 +30,7 @@ class Channel:
 class Member:
     """A presence member: one user, possibly on several sockets."""
 
-    __slots__ = ("user_id", "channel_data", "sockets", "peer")
+    __slots__ = ("user_id", "channel_data", "sockets")
 
     def __init__(self, user_id: str, channel_data: dict) -> None:
         self.user_id = user_id
@@ -38,8 +38,6 @@ class Member:
         self.channel_data = channel_data
         # socket ids, in join order (an ordered set)
         self.sockets: dict[str, None] = {}
-        # whether any connection of the user joined with `"peer": true`
-        self.peer = False
 
 
 class AppState:

@@ -395,7 +395,6 @@ class State:
             # the latest connection's data stands for the user
             member.channel_data = data
         member.sockets[session.socket_id] = None
-        member.peer = member.peer or bool(data.get("peer"))
         if first:
             for other in others:
                 if channel.members.get(user_id) is not member:
@@ -565,7 +564,8 @@ class State:
         # the leaving connection's own channel_data goes with the removal
         for other in self._member_sessions(session.app, channel):
             self._tell(other, "member_removed", name, user_id, data)
-        if member.peer:
+        if data and data.get("peer"):
+            # as the published server: the leaving connection's flag decides
             self._close_peers(session.app, channel, user_id)
 
     def _close_peers(self, app: AppState, presence: Channel, gone: str) -> None:
