@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import threading
 import urllib.parse
+import uuid
 
 import appier
 import pytest
@@ -451,3 +452,121 @@ def test_insert_many_through_appier_mongo_collection():
     finally:
         client[database].drop_collection(name)
         client.close()
+
+
+# -- the Pushi models and the store worker on the embedded store ----------------------
+
+
+@pytest.fixture
+def pushi_models(app):
+    """The Pushi models set up on the test app's embedded store."""
+    from pushi.app.models import App, Association, PushiEvent, Subscription
+
+    for model in (App, PushiEvent, Association, Subscription):
+        model.setup()
+    return App, PushiEvent, Association, Subscription
+
+
+def delivered(channel: str, data: str, index: int, **extra) -> dict:
+    """A message as State hands it to the store (mid and timestamp set)."""
+    return dict(
+        data=data,
+        channel=channel,
+        event="message",
+        **extra,
+        mid=str(uuid.UUID(int=index)),
+        timestamp=1_800_000_000.0 + index,
+    )
+
+
+def test_write_events_stores_records_and_one_link_per_user(pushi_models):
+    from pushi.store import Store, write_events
+
+    _, PushiEvent, Association, Subscription = pushi_models
+    for user_id, channel in (("alice", "sports"), ("alice", "news"), ("bob", "news")):
+        Subscription(instance="app1", user_id=user_id, event=channel).save()
+    Subscription(instance="app2", user_id="alice", event="news").save()
+    both = [delivered("news", "both", 1, z=1), delivered("sports", "both", 2)]
+    alone = delivered("news", "n", 3)
+    write_events([("app1", both, None), ("app1", [alone], "s1")])
+
+    records = Store.channel_events("app1", "news", 0, 10)
+    assert [(r["mid"], r["owner_id"]) for r in records] == [
+        (alone["mid"], "s1"),
+        (both[0]["mid"], None),
+    ], records
+    first = records[1]
+    assert "_id" not in first and first["instance"] == "app1", first
+    expected = {"data": "both", "channel": "news", "event": "message", "z": 1}
+    assert first["data"] == expected, first
+    assert list(first["data"]) == list(expected), "key order: %r" % (first,)
+    assert (first["enabled"], first["description"], first["meta"]) == (True, None, {})
+    assert type(first["created"]) is int and first["created"] == first["modified"]
+    assert first["timestamp"] == 1_800_000_001.0, first
+
+    # alice follows both channels of the first trigger: one link, for the first
+    links = Association._collection().find({"instance": "app1"})
+    assert sorted((link["user_id"], link["mid"]) for link in links) == sorted(
+        [
+            ("alice", both[0]["mid"]),
+            ("bob", both[0]["mid"]),
+            ("alice", alone["mid"]),
+            ("bob", alone["mid"]),
+        ]
+    ), list(links)
+    history = Store.user_events("app1", "alice", 0, 10)
+    assert [r["data"]["data"] for r in history] == ["n", "both"], history
+    assert Store.user_events("app2", "alice", 0, 10) == [], "links leaked across apps"
+    aliases, events = Store.personal("app1", "alice", 10)
+    assert aliases == ["sports", "news"], "aliases in creation order: %r" % aliases
+    assert events == history
+    assert PushiEvent.count() == 3
+
+
+def test_store_worker_keeps_the_good_triggers_of_a_failing_batch(pushi_models):
+    from pushi.store import Store
+
+    _, PushiEvent, _, _ = pushi_models
+    store = Store()
+    # queued before the worker starts: the three triggers make one batch
+    store.persist("app1", [delivered("news", "good 1", 1)])
+    store.persist("app1", [delivered("news", {1, 2}, 2)])  # a set: cannot store
+    store.persist("app1", [delivered("news", "good 2", 3)], "socket-1")
+    store.start()
+    try:
+        found = store.call(Store.channel_events, "app1", "news", 0, 10)
+    finally:
+        store.stop()
+    assert [r["data"]["data"] for r in found] == ["good 2", "good 1"], found
+    assert (store.written, store.dropped) == (2, 1), (store.written, store.dropped)
+
+
+def test_pushi_queries_use_their_compound_indexes(app, pushi_models):
+    from pushi.store import Store, write_events
+
+    _, PushiEvent, Association, Subscription = pushi_models
+    for index in range(20):
+        Subscription(instance="app1", user_id="u%d" % index, event="news").save()
+    write_events(
+        [("app1", [delivered("news", "e%d" % i, i)], None) for i in range(1, 30)]
+    )
+    for name, run in (
+        ("channel events", lambda: Store.channel_events("app1", "news", 0, 10)),
+        ("app events", lambda: Store.app_events("app1", 0, 10)),
+        (
+            "user links",
+            lambda: Association._collection().find(
+                {"instance": "app1", "user_id": "u3"}, sort=[("id", -1)], limit=10
+            ),
+        ),
+        ("aliases", lambda: Store.subscriptions("app1", "u3")),
+        (
+            "followers",
+            lambda: Subscription._collection().find(
+                {"instance": "app1", "event": "news"}, ["user_id"]
+            ),
+        ),
+    ):
+        plan = query_plan(app.adapter, run)
+        assert any("USING INDEX" in step for step in plan), (name, plan)
+        assert not any("TEMP B-TREE" in step for step in plan), (name, plan)
