@@ -28,6 +28,7 @@ import threading
 import pytest
 import requests
 from conftest import AppClient, assert_nothing, until_pong
+from test_channels import assert_error, socket_channels, unstamped
 from test_websocket import (
     OP_PING,
     OP_PONG,
@@ -65,7 +66,10 @@ def successes_in(messages: list[dict]) -> list[str]:
 
 
 def assert_json_error(status: int, body: bytes | str, expected: int, what: str):
-    """A refused request: the status and a JSON body `{error, code}` that agrees."""
+    """A refused request: the status and Appier's error body (contract §2).
+
+    `{"result": "error", "name": ..., "message": ..., "code": N, "uid": ...}`
+    """
     assert status == expected, "%s: expected HTTP %d, got %d %r" % (
         what,
         expected,
@@ -79,9 +83,15 @@ def assert_json_error(status: int, body: bytes | str, expected: int, what: str):
             "%s: error body is not JSON: %r" % (what, body[:300])
         ) from None
     assert (
-        isinstance(decoded, dict) and decoded.get("code") == expected
-    ), "%s: expected a JSON error with code %d, got %r" % (what, expected, decoded)
-    assert decoded.get("error"), "%s: expected an error text, got %r" % (what, decoded)
+        isinstance(decoded, dict)
+        and decoded.get("result") == "error"
+        and decoded.get("code") == expected
+    ), "%s: expected an Appier error with code %d, got %r" % (what, expected, decoded)
+    for field in ("name", "message", "uid"):
+        assert (
+            isinstance(decoded.get(field), str) and decoded[field]
+        ), "%s: expected a %s in %r" % (what, field, decoded)
+    assert "Traceback" not in decoded["message"], decoded
     return decoded
 
 
@@ -145,29 +155,18 @@ def stored_count(app: AppClient, channel: str | None = None) -> int:
     for _ in range(100):
         response = app.request("GET", "events", params=dict(params, skip=total))
         assert response.status_code == 200, response.text
-        page = response.json()
+        page = response.json()["events"]
         total += len(page)
         if len(page) < 100:
             return total
     raise AssertionError("more than 10,000 stored events: %d" % total)
 
 
-def socket_channels(app: AppClient, socket_id: str) -> list[str]:
-    """The channels a live socket is in, as `GET /sockets/<id>` reports them."""
-    response = app.request("GET", "sockets/" + socket_id)
-    assert response.status_code == 200, "GET /sockets/%s: %d %s" % (
-        socket_id,
-        response.status_code,
-        response.text,
-    )
-    return response.json()["channels"]
-
-
 def listed(app: AppClient, socket_id: str) -> bool:
     """Whether `GET /sockets` still lists a socket."""
     response = app.request("GET", "sockets")
     assert response.status_code == 200, response.text
-    return socket_id in {entry["socket_id"] for entry in response.json()}
+    return socket_id in {entry["socket_id"] for entry in response.json()["sockets"]}
 
 
 def raw_socket(server, closing: list) -> RawSocket:
@@ -342,16 +341,21 @@ def test_an_event_the_store_cannot_take_costs_no_other_event(start_server, poiso
 
 
 @pytest.mark.parametrize("body", list(POISONS.values()), ids=list(POISONS))
-def test_an_event_rest_accepts_is_stored(app, body):
+def test_an_event_rest_accepts_is_stored(app, closing, body):
     """What `POST /events` answers 200 for can be read back from `GET /events`."""
+    listener = app.socket()
+    closing.append(listener)
+    listener.subscribe("poison")
     response = app.request("POST", "events", data=body, headers=JSON)
     if response.status_code == 400:
         assert_rest_error(response, 400, "POST /events %s" % body[:80])
+        assert_nothing(listener, "a refused publish")
         return
     assert response.status_code == 200, response.text[:300]
-    mid = response.json()["mid"]
+    mid = listener.expect("message", "poison")["mid"]
     app.publish("poison", "marker")  # stored after it: the store has seen both
     stored = app.request("GET", "events", params={"channel": "poison"}).json()
+    stored = stored["events"]
     assert [e.get("mid") for e in stored][1:] == [
         mid
     ], "POST /events answered 200 (mid %s) for %s, but the store holds only %r" % (
@@ -368,12 +372,11 @@ def test_a_client_event_no_store_can_keep_is_refused(app, closing):
     sender.subscribe("chat")
     listener.subscribe("chat")
     sender.ws.send('{"event":"chat","channel":"chat","data":"x\\ud800y"}')
-    error = sender.expect("pusher:error")
-    assert error["data"]["code"] == 4000, error
+    assert_error(sender.next(), 4000, "")
     assert_nothing(listener, "a refused client event")
     sender.send("chat", "fine", channel="chat")
     delivered = listener.expect("chat", "chat")
-    stored = app.request("GET", "events", params={"channel": "chat"}).json()
+    stored = app.request("GET", "events", params={"count": 100}).json()["events"]
     assert [e.get("mid") for e in stored] == [delivered["mid"]], stored
 
 
@@ -404,7 +407,7 @@ def test_requests_over_the_rate_get_4301_and_the_socket_stays(start_server, clos
     assert answered, "expected some latest to be answered, got %r" % replies
     assert len(refused) + len(answered) == 30, replies
     assert all(m.get("channel") == "history" for m in refused), refused
-    assert [json.loads(m["data"])["events"][0]["data"] for m in answered] == [
+    assert [json.loads(m["data"])["events"][0]["data"]["data"] for m in answered] == [
         "stored"
     ] * len(answered), answered
 
@@ -438,7 +441,7 @@ def test_requests_over_the_rate_get_4301_and_the_socket_stays(start_server, clos
     assert sorted(joined + [m.get("channel") for m in refused]) == sorted(names), (
         "every refusal names its channel: %r" % replies
     )
-    assert socket_channels(app, fresh_id) == sorted(joined)
+    assert socket_channels(app, fresh_id) == joined
     fresh.send_message({"event": "pusher:ping"})
     assert fresh.message().get("event") == "pusher:pong"
 
@@ -468,7 +471,7 @@ def test_channels_per_connection_are_capped(start_server, closing):
     client.send("pusher:unsubscribe", {"channel": "two"})
     client.expect("pusher_internal:unsubscription_succeeded", "two")
     client.subscribe("four")
-    assert socket_channels(app, client.socket_id) == ["four", "one", "three"]
+    assert socket_channels(app, client.socket_id) == ["one", "three", "four"]
     app.publish("four", "fourth channel")
     assert client.expect("message", "four")["data"] == "fourth channel"
 
@@ -688,8 +691,8 @@ def test_latest_with_overflowing_skip_or_count_is_answered(start_server, params)
         reply = client.next()
         if reply.get("event") == "pusher:error":
             # refused as a message (not JSON here) or as a request on the channel
-            assert reply["data"].get("code") == 4000, reply
-            assert reply.get("channel") in (None, "pages"), reply
+            assert_error(reply, 4000)
+            assert reply["channel"] in ("", "pages"), reply
         else:
             assert reply.get("event") == "pusher_internal:latest", reply
             assert reply.get("channel") == "pages", reply
@@ -697,7 +700,7 @@ def test_latest_with_overflowing_skip_or_count_is_answered(start_server, params)
         client.roundtrip()
         client.send("pusher:latest", {"channel": "pages"})
         events = json.loads(client.expect("pusher_internal:latest", "pages")["data"])
-        assert [e["data"] for e in events["events"]] == ["one"], events
+        assert [e["data"]["data"] for e in events["events"]] == ["one"], events
     finally:
         client.close()
     log = server.log()
@@ -715,16 +718,13 @@ def test_channel_name_with_trailing_newline_is_refused(app, closing):
     closing.append(client)
     client.send("pusher:subscribe", {"channel": "global\n"})
     got = until_pong(client)
-    assert (
-        len(errors_in(got, 4000)) == 1 and successes_in(got) == []
-    ), "expected subscribing 'global\\n' to be refused with 4000, got %r" % (got,)
+    assert len(got) == 1, "expected one answer to 'global\\n', got %r" % (got,)
+    assert_error(got[0], 4000, "")
     assert socket_channels(app, client.socket_id) == []
 
     client.subscribe("global")
     response = app.request("POST", "events", json={"channel": "global\n", "data": "x"})
     assert_rest_error(response, 400, "POST /events to 'global\\n'")
-    response = app.request("GET", "events", params={"channel": "global\n"})
-    assert_rest_error(response, 400, "GET /events of 'global\\n'")
     for body in ({"user_id": "u", "event": "news\n"}, {"user_id": "u\n", "event": "n"}):
         response = app.request("POST", "subscriptions", json=body)
         assert_rest_error(response, 400, "POST /subscriptions %r" % (body,))
@@ -746,26 +746,30 @@ def test_peer_channels_are_left_when_the_other_member_leaves(app, closing):
         visitor = app.socket()
         closing.append(visitor)
         visitor.subscribe_signed(LOBBY, presence_data(visitor_id, peer=True))
-        visitor.expect("pusher_internal:subscription_succeeded", peer)
-        bob.expect("pusher_internal:subscription_succeeded", peer)
+        bob.expect("pusher:member_added", LOBBY)
+        assert socket_channels(app, bob.socket_id) == [LOBBY, peer]
         visitor.close()
         # member_removed goes out in the same loop step that closes the peers
         bob.expect("pusher:member_removed", LOBBY)
-    assert socket_channels(app, bob.socket_id) == [
-        LOBBY
-    ], "bob should be in the lobby only once every visitor left"
+        assert socket_channels(app, bob.socket_id) == [LOBBY], (
+            "bob should be in the lobby only once visitor %d left" % index
+        )
 
     # a visitor who comes back gets a fresh peer channel, bob too
     peer = "peer-lobby:bob&visitor0"
     back = app.socket()
     closing.append(back)
     back.subscribe_signed(LOBBY, presence_data("visitor0", peer=True))
-    back.expect("pusher_internal:subscription_succeeded", peer)
-    bob.expect("pusher_internal:subscription_succeeded", peer)
+    bob.expect("pusher:member_added", LOBBY)
+    assert socket_channels(app, back.socket_id) == [LOBBY, peer]
+    assert socket_channels(app, bob.socket_id) == [LOBBY, peer]
     back.send("whisper", "hello again", channel=peer)
     got = bob.expect("whisper", peer)
-    assert (got["data"], got.get("user_id")) == ("hello again", "visitor0"), got
-    assert socket_channels(app, bob.socket_id) == sorted([LOBBY, peer])
+    assert unstamped(got) == {
+        "channel": peer,
+        "event": "whisper",
+        "data": "hello again",
+    }
 
 
 # -- 11. peer channels only for ids that can name one ----------------------------------
@@ -774,31 +778,32 @@ ROOM = "presence-room"
 
 
 @pytest.mark.parametrize(
-    "user_id",
-    ["ann+1@x.com", "ann&co", "ann:admin"],
-    ids=["plus", "ampersand", "colon"],
+    "user_id,pair",
+    [
+        ("ann+1@x.com", "peer-room:ann+1@x.com&bob"),
+        ("ann smith", None),
+        ("ann\tsmith", None),
+        ("a" * 190, None),  # "peer-room:" + 190 + "&bob": past 200 characters
+    ],
+    ids=["email", "space", "tab", "too-long"],
 )
-def test_no_peer_channel_for_user_ids_that_cannot_name_one(app, closing, user_id):
-    ann, bob = app.socket(), app.socket()
+def test_peer_channel_only_for_user_ids_that_can_name_one(app, closing, user_id, pair):
+    bob, ann = app.socket(), app.socket()
     closing.extend((ann, bob))
-    ann.subscribe_signed(ROOM, presence_data(user_id, peer=True))
-    members = bob.subscribe_signed(ROOM, presence_data("bob", peer=True))["members"]
+    bob.subscribe_signed(ROOM, presence_data("bob"))
+    members = ann.subscribe_signed(ROOM, presence_data(user_id, peer=True))["members"]
     assert sorted(members) == sorted([user_id, "bob"]), members
-    for name, client in (("ann", ann), ("bob", bob)):
-        got = until_pong(client)
-        peers = [c for c in successes_in(got) if c and c.startswith("peer-")]
-        assert peers == [], "%s: expected no peer channel for %r and bob, got %r" % (
-            name,
-            user_id,
-            got,
-        )
-    assert socket_channels(app, ann.socket_id) == [ROOM]
-    assert socket_channels(app, bob.socket_id) == [ROOM]
+    bob.expect("pusher:member_added", ROOM)
+    expected = [ROOM] if pair is None else [ROOM, pair]
+    assert socket_channels(app, ann.socket_id) == expected
+    assert socket_channels(app, bob.socket_id) == expected
+    for client in (ann, bob):
+        assert_nothing(client, "a reply for a peer join")
 
     # presence itself works for that user id
     ann.send("chat", "hi bob", channel=ROOM)
     got = bob.expect("chat", ROOM)
-    assert (got["data"], got.get("user_id")) == ("hi bob", user_id), got
+    assert unstamped(got) == {"channel": ROOM, "event": "chat", "data": "hi bob"}, got
 
 
 # -- 12. logout ends the session -------------------------------------------------------
@@ -821,7 +826,7 @@ def test_logout_forgets_the_session_token(app):
     after = requests.get(
         app.server.api + "apps", params={"sid": token}, timeout=TIMEOUT
     )
-    assert_rest_error(after, 401, "GET /apps with the token after logout")
+    assert_rest_error(after, 403, "GET /apps with the token after logout")
 
     again = requests.get(
         app.server.api + "login", params=dict(credentials, sid=token), timeout=TIMEOUT
@@ -832,7 +837,7 @@ def test_logout_forgets_the_session_token(app):
     after = requests.get(
         app.server.api + "apps", params={"sid": token}, timeout=TIMEOUT
     )
-    assert_rest_error(after, 401, "GET /apps with the old token after a new login")
+    assert_rest_error(after, 403, "GET /apps with the old token after a new login")
     works = requests.get(
         app.server.api + "apps", params={"sid": fresh}, timeout=TIMEOUT
     )
