@@ -84,15 +84,24 @@ class Server:
         env.update(self.extra_env)
         return env
 
+    def command(self) -> list[str]:
+        """The command line that starts the process (`-m` of `module`)."""
+        return [sys.executable, "-m", self.module]
+
+    def workdir(self) -> str:
+        """The directory the process starts in."""
+        return self.data_dir
+
     def start(self) -> "Server":
         """Starts the process and waits until it answers `/health/ready`."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            self.command(),
             env=self.environment(),
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=self.data_dir,
+            cwd=self.workdir(),
         )
         log.close()
         deadline = time.monotonic() + STARTUP_SECONDS
