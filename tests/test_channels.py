@@ -683,6 +683,21 @@ def test_personal_joins_aliases_without_replies_in_creation_order(app):
     assert_nothing(client, "another user's alias")
 
 
+def test_personal_subscribed_twice_replies_twice_and_delivers_once(app):
+    app.subscribe_user("alice", "news")
+    client = app.socket()
+    for _ in range(2):
+        reply = client.subscribe_signed("personal-alice")
+        assert reply == info("personal-alice", alias=["news"]), reply
+    assert socket_channels(app, client.socket_id) == ["news"]
+    app.publish("news", "once")
+    assert client.next()["data"] == "once"
+    assert_nothing(client, "a second copy through a personal channel joined twice")
+    # one unsubscribe leaves it
+    ask(client, "pusher:unsubscribe", "personal-alice")
+    assert socket_channels(app, client.socket_id) == []
+
+
 def test_personal_history_is_associations_made_at_storage_time(app):
     app.publish("news", "before the subscription")
     app.subscribe_user("alice", "news")

@@ -222,6 +222,23 @@ def test_unsubscribe_reply_shows_the_members_after_leaving(app):
     assert alice.next() == removed(channel_data("bob"))
 
 
+def test_latest_on_presence_carries_the_members(app):
+    alice, bob = app.socket(), app.socket()
+    join(alice, "alice")
+    join(bob, "bob")
+    app.publish(ROOM, "stored")
+    message = alice.expect("message", ROOM)
+    reply = ask(alice, "pusher:latest", ROOM)
+    assert reply["members"] == {
+        "alice": channel_data("alice"),
+        "bob": channel_data("bob"),
+    }, reply
+    assert (reply["alias"], [e["mid"] for e in reply["events"]]) == (
+        [],
+        [message["mid"]],
+    ), reply
+
+
 def test_presence_client_event_has_no_user_id(app):
     """Pushi client events get no `user_id` (contract §5)."""
     alice, bob = app.socket(), app.socket()
