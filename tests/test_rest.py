@@ -883,6 +883,13 @@ def test_subscription_from_form_fields_and_numbers(app):
     assert (formed["user_id"], formed["event"]) == ("carol", "x"), formed
     numbered = app.subscribe_user(42, "x")
     assert numbered["user_id"] == "42", numbered
+    # a JSON body without a Content-Type reads as JSON, as Appier assumes
+    bare = app.request(
+        "POST", "subscriptions", data=json.dumps({"user_id": "dan", "event": "x"})
+    )
+    assert bare.request.headers.get("Content-Type") is None, bare.request.headers
+    body = assert_ok(bare, "POST /subscriptions, JSON without a Content-Type")
+    assert (body["user_id"], body["event"]) == ("dan", "x"), body
 
 
 @pytest.mark.parametrize(

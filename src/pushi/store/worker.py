@@ -216,13 +216,6 @@ class Store:
         return _records(PushiEvent, query, skip, count)
 
     @staticmethod
-    def app_events(app_id: str, skip: int, count: int) -> list:
-        """Stored event records of an app across channels, newest first."""
-        from ..app.models import PushiEvent
-
-        return _records(PushiEvent, {"instance": app_id}, skip, count)
-
-    @staticmethod
     def user_events(app_id: str, user_id: str, skip: int, count: int) -> list:
         """A user's personal history (through associations), newest first."""
         from ..app.models import Association, PushiEvent

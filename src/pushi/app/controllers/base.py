@@ -63,7 +63,8 @@ class PushiController(appier.Controller):
             for name, value in self.request.post_s.items()
             if name not in RESERVED_PARAMS
         )
-        content_type = self.request.get_header("Content-Type") or ""
+        # no Content-Type reads as JSON, as Appier itself assumes
+        content_type = self.request.get_header("Content-Type") or "application/json"
         if "json" in content_type:
             body = self.json_body()
             fields.update(
