@@ -274,6 +274,26 @@ def test_client_event_shape_exclusion_and_persistence():
     assert owner_id == sender.socket_id and messages == [event]
 
 
+def test_events_are_queued_for_storage_before_any_delivery():
+    # a reader who saw the delivery and asks the store must find the event
+    harness = Harness()
+    sender, other = harness.connect(), harness.connect()
+    joined(harness, sender, "room")
+    joined(harness, other, "room")
+    stored_when_delivered = []
+    transport = harness.transport(other)
+    deliver = transport.deliver
+
+    def watching(outgoing):
+        stored_when_delivered.append(len(harness.store.persisted))
+        deliver(outgoing)
+
+    transport.deliver = watching
+    harness.client_event(sender, "room", "say", "hi")
+    harness.publish(["room", "other"], data="rest")
+    assert stored_when_delivered == [1, 2]
+
+
 def test_client_event_echo_reaches_the_sender_too():
     harness = Harness()
     sender, other = harness.connect(), harness.connect()

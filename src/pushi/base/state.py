@@ -691,14 +691,15 @@ class State:
         self._trigger(app, channels, event, data, body or {}, persist, None, None)
 
     def _trigger(self, app, channels, event, data, body, persist, owner_id, exclude):
-        """Delivers one event to channels and stores it (one record per channel).
+        """Stores one event (one record per channel), then delivers it.
 
-        A socket in several of the channels gets one copy, tagged with the first
-        listed channel it is in.
+        Queued for storage first, so that a reader who saw a delivery and asks
+        the store (which answers after the writes queued before it) finds it.
+        A socket in several of the channels gets one copy, tagged with the
+        first listed channel it is in.
         """
         encoded = encode_data(data)
-        stored: list[dict] = []
-        seen: set[str] | None = set() if len(channels) > 1 else None
+        messages = []
         for name in channels:
             message = dict(body)
             message["channel"] = name
@@ -708,13 +709,15 @@ class State:
             if persist:
                 message["mid"] = str(uuid.uuid4())
                 message["timestamp"] = time.time()
-                stored.append(message)
-            channel = app.channels.get(name)
+            messages.append(message)
+        if persist:
+            self.store.persist(app.ident, messages, owner_id)
+        seen: set[str] | None = set() if len(channels) > 1 else None
+        for message in messages:
+            channel = app.channels.get(message["channel"])
             if channel is not None and channel.sessions:
                 text = json.dumps(message, separators=(",", ":")).encode()
                 self._deliver(channel, Outgoing(text), exclude, seen)
-        if stored:
-            self.store.persist(app.ident, stored, owner_id)
 
     def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
         """Hands one encoded event to each of a channel's sockets (a snapshot)."""
