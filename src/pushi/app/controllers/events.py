@@ -81,12 +81,13 @@ class EventsController(PushiController):
 
     @staticmethod
     def _channels(channel) -> list[str]:
-        if channel is None:
+        if not channel:
+            # as published: no channel, an empty name or an empty list is global
             return ["global"]
         channels = channel if isinstance(channel, list) else [channel]
-        if not channels or len(channels) > MAX_CHANNELS:
+        if len(channels) > MAX_CHANNELS:
             raise appier.OperationalError(
-                message="Expected 1 to %d channels" % MAX_CHANNELS, code=400
+                message="Expected at most %d channels" % MAX_CHANNELS, code=400
             )
         for name in channels:
             if not auth.valid_channel(name):
