@@ -171,8 +171,8 @@ def transcript(server: Server) -> list:
         seen.append(("bad message", until_pong(alice)))
         health = requests.get(server.api + "health", timeout=10)
         seen.append(("health", health.status_code, health.json()))
-        bob.close()
-        seen.append(("left", until_pong(alice)))
+        bob.close()  # its channels are cleaned up after the close: await it
+        seen.append(("left", alice.next(), until_pong(alice)))
     finally:
         alice.close()
         bob.close()
@@ -199,6 +199,7 @@ def test_the_readme_way_by_path_serves_like_the_module(tmp_path):
     ), expected[0]
     assert expected[3] == ("publish", 200, {"result": "success"}), expected[3]
     assert expected[4][1]["data"] == '{"k": [1, "\\u00e9"]}', expected[4]
+    assert expected[-1][1]["event"] == "pusher:member_removed", expected[-1]
 
     parent, name = os.path.split(ROOT)
     script = os.path.join("src", "pushi", "base", "state.py")
