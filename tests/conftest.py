@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 import requests
-from websockets.sync.client import connect
+from websockets.sync.client import connect as ws_connect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SSL_DIR = os.path.join(ROOT, "extras", "ssl")
@@ -211,7 +211,7 @@ class Client:
 
     def __init__(self, url: str, app: AppClient | None = None, **kwargs) -> None:
         self.app = app
-        self.ws = connect(url, open_timeout=WAIT_SECONDS, **kwargs).__enter__()
+        self.ws = ws_connect(url, open_timeout=WAIT_SECONDS, **kwargs).__enter__()
         self.seen: list[dict] = []
         established = self.expect("pusher:connection_established")
         self.socket_id = json.loads(established["data"])["socket_id"]
@@ -327,6 +327,26 @@ def closing():
             client.close()
         except Exception:  # already closed or broken: nothing left to free
             pass
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (app names are unique on a server)."""
+    return "%s-%s" % (prefix, secrets.token_hex(4))
+
+
+@pytest.fixture
+def connect(closing):
+    """Opens WebSocket clients of an app (or of a URL), closed after the test."""
+
+    def open_client(app_or_url) -> Client:
+        if isinstance(app_or_url, str):
+            client = Client(app_or_url)
+        else:
+            client = app_or_url.socket()
+        closing.append(client)
+        return client
+
+    return open_client
 
 
 @pytest.fixture(scope="session")

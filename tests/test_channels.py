@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 from conftest import AppClient, Client, assert_nothing, until_pong
+from contract import EVENT_RECORD_FIELDS, INFO_KEYS, is_uuid4
 
-INFO_KEYS = ["name", "members", "alias", "events"]
 """ ChannelInfo: always exactly these four keys (contract §3.3) """
 
 REPLIES = {
@@ -28,32 +28,8 @@ REPLIES = {
     "pusher_latest": "pusher_internal:latest",
 }
 
-RECORD_KEYS = {
-    "id",
-    "enabled",
-    "description",
-    "created",
-    "modified",
-    "meta",
-    "instance",
-    "mid",
-    "channel",
-    "owner_id",
-    "timestamp",
-    "data",
-}
-""" An Event record as the WebSocket replies carry it (contract §1, no `_id`) """
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def is_uuid4(value) -> bool:
-    """Whether a value is the canonical string of a version 4 uuid."""
-    try:
-        parsed = uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return isinstance(value, str) and parsed.version == 4 and str(parsed) == value
 
 
 def channel_info(message: dict, event: str, channel: str) -> dict:
@@ -213,8 +189,8 @@ def unstamped(message: dict) -> dict:
 
 def assert_record(record: dict, app: AppClient, message: dict, owner_id=None) -> None:
     """An Event record (contract §1) of a delivered message, as WebSocket shows it."""
-    assert set(record) == RECORD_KEYS, "record keys: expected %r, got %r" % (
-        sorted(RECORD_KEYS),
+    assert set(record) == EVENT_RECORD_FIELDS, "record keys: expected %r, got %r" % (
+        sorted(EVENT_RECORD_FIELDS),
         sorted(record),
     )
     assert (record["mid"], record["channel"], record["timestamp"]) == (
@@ -700,6 +676,9 @@ def test_personal_subscribed_twice_replies_twice_and_delivers_once(app):
 
 def test_personal_history_is_associations_made_at_storage_time(app):
     app.publish("news", "before the subscription")
+    # storage is asynchronous (contract §3.6): a read of the store answers after
+    # the writes queued before it, so the event is stored before alice subscribes
+    assert app.request("GET", "events").status_code == 200
     app.subscribe_user("alice", "news")
     app.subscribe_user("alice", "sports")
     watcher = app.socket()

@@ -14,10 +14,10 @@ import json
 import uuid
 
 from conftest import AppClient, Client, assert_nothing, until_pong
+from contract import EVENT_RECORD_FIELDS as EVENT_FIELDS
+from contract import INFO_KEYS
 
-COMMON = {"id", "enabled", "description", "created", "modified", "meta", "instance"}
-EVENT_FIELDS = COMMON | {"mid", "channel", "owner_id", "timestamp", "data"}
-REPLY_KEYS = {"name", "members", "alias", "events"}
+REPLY_KEYS = set(INFO_KEYS)
 
 
 # -- helpers ---------------------------------------------------------------------------

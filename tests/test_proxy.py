@@ -8,7 +8,6 @@ text answer. The proxy's additions follow the same rule.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import threading
@@ -18,30 +17,11 @@ import uuid
 import appier
 import pytest
 import requests
-from conftest import WAIT_SECONDS, AppClient, Client, assert_nothing, free_port
+from conftest import WAIT_SECONDS, AppClient, assert_nothing, free_port, unique
 
 import pushi
 
 SUCCESS = {"result": "success"}
-
-
-@pytest.fixture
-def connect(closing):
-    """Opens WebSocket clients of an app (or of a URL), closed after the test."""
-
-    def open_client(app_or_url) -> Client:
-        if isinstance(app_or_url, str):
-            client = Client(app_or_url)
-        else:
-            client = app_or_url.socket()
-        closing.append(client)
-        return client
-
-    return open_client
-
-
-def unique(prefix: str) -> str:
-    return "%s-%s" % (prefix, secrets.token_hex(4))
 
 
 def proxy_for(app: AppClient, **kwargs) -> pushi.Pushi:

@@ -26,7 +26,6 @@ import hmac
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -35,7 +34,8 @@ import uuid
 
 import pytest
 import requests
-from conftest import WAIT_SECONDS, AppClient, Client, assert_nothing
+from conftest import WAIT_SECONDS, AppClient, assert_nothing, unique
+from contract import APP_FIELDS, ERROR_FIELDS, EVENT_FIELDS, SUBSCRIPTION_FIELDS
 
 LIB_REQUIREMENT = "pushi==0.6.10"
 LIB_VERSION = "0.6.10"
@@ -49,31 +49,6 @@ RESULT_MARKER = "PUBLISHED-LIB-RESULT "
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
-RECORD_FIELDS = {
-    "_id",
-    "id",
-    "enabled",
-    "description",
-    "created",
-    "modified",
-    "meta",
-    "instance",
-}
-APP_FIELDS = RECORD_FIELDS | {
-    "name",
-    "ident",
-    "key",
-    "secret",
-    "apn_sandbox",
-    "apn_key",
-    "apn_cer",
-    "vapid_key",
-    "vapid_email",
-    "smtp_url",
-}
-SUBSCRIPTION_FIELDS = RECORD_FIELDS | {"user_id", "event"}
-EVENT_FIELDS = RECORD_FIELDS | {"mid", "channel", "owner_id", "timestamp", "data"}
-ERROR_FIELDS = {"result", "name", "message", "code", "uid", "session"}
 SUCCESS = {"type": "dict", "value": {"result": "success"}}
 NOTHING = {"type": "NoneType", "value": None}
 
@@ -293,25 +268,6 @@ def lib(tmp_path_factory) -> PublishedLib:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def connect(closing):
-    """Opens WebSocket clients of an app (or of a URL), closed after the test."""
-
-    def open_client(app_or_url) -> Client:
-        if isinstance(app_or_url, str):
-            client = Client(app_or_url)
-        else:
-            client = app_or_url.socket()
-        closing.append(client)
-        return client
-
-    return open_client
-
-
-def unique(prefix: str) -> str:
-    return "%s-%s" % (prefix, secrets.token_hex(4))
 
 
 def api_options(app: AppClient, **overrides) -> dict:

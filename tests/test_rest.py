@@ -16,6 +16,7 @@ import uuid
 import pytest
 import requests
 from conftest import AppClient, mongo_url
+from contract import APP_FIELDS, ERROR_FIELDS, EVENT_FIELDS, SUBSCRIPTION_FIELDS
 
 import pushi
 
@@ -25,13 +26,6 @@ LEAKS = re.compile(r"Traceback|File \"|\.py\b|site-packages|/usr/|/tmp/|/home/|/
 RUNTIME = re.compile(r"openssl|python|pymongo|netius|appier|sqlite", re.IGNORECASE)
 TIMEOUT = 10
 
-COMMON = {"_id", "id", "enabled", "description", "created", "modified", "meta"}
-COMMON |= {"instance"}
-APP_FIELDS = COMMON | {"name", "ident", "key", "secret", "apn_sandbox", "apn_key"}
-APP_FIELDS |= {"apn_cer", "vapid_key", "vapid_email", "smtp_url"}
-EVENT_FIELDS = COMMON | {"mid", "channel", "owner_id", "timestamp", "data"}
-SUBSCRIPTION_FIELDS = COMMON | {"user_id", "event"}
-ERROR_FIELDS = {"result", "name", "message", "code", "uid", "session"}
 NOT_AUTHENTICATED = ("AppierException", "User not authenticated")
 
 

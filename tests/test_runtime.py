@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 from conftest import ROOT, AppClient, Client, Server, until_pong
+from contract import is_uuid4
 from test_channels import ask, latest, socket_channels, unstamped
-from test_websocket import is_uuid4
 from websockets.exceptions import ConnectionClosed
 
 EXIT_SECONDS = 20

@@ -15,11 +15,11 @@ import secrets
 import socket
 import ssl
 import struct
-import uuid
 
 import pytest
 import requests
 from conftest import ROOT, WAIT_SECONDS, AppClient, Client, assert_nothing
+from contract import is_uuid4
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
@@ -272,15 +272,6 @@ def raw(server):
 
 
 # -- connecting ------------------------------------------------------------------------
-
-
-def is_uuid4(value) -> bool:
-    """Whether a value is the canonical string of a version 4 uuid."""
-    try:
-        parsed = uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return isinstance(value, str) and parsed.version == 4 and str(parsed) == value
 
 
 def test_connection_established_is_exactly_the_published_frame(app):
