@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 import uuid
 
 CHANNEL_NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,200}")
@@ -105,13 +104,3 @@ def verify_channel_auth(
 def new_socket_id() -> str:
     """A random socket id of the Pushi dialect: a uuid4 string."""
     return str(uuid.uuid4())
-
-
-def new_key() -> str:
-    """A new app key or secret: 64 lowercase hex characters."""
-    return secrets.token_hex(32)
-
-
-def new_ident() -> str:
-    """A new app id: 64 lowercase hex characters, like keys and secrets."""
-    return secrets.token_hex(32)
