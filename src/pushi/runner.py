@@ -105,9 +105,11 @@ class Process:
                 threaded=True,
             )
             return
-        import netius.servers
+        from .app.http import BoundedWSGIServer
 
-        self.api = netius.servers.WSGIServer(self.app.application, name="pushi-api")
+        self.api = BoundedWSGIServer(
+            self.app.application, settings.max_message, name="pushi-api"
+        )
         self._serve(
             self.api,
             "api",

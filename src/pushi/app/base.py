@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import importlib
 import io
 import json
@@ -70,7 +71,9 @@ class PushiApp(appier.APIApp):
         """Refuses, in Appier's error shape, what Appier would choke on.
 
         Appier reads and decodes the whole body before any controller runs, so
-        the size limit is applied here (413). A request it cannot parse (bad
+        the size limit is applied here (413); the API's own server (`http.py`)
+        refuses a larger body as it reads it and hands the request here with
+        its body dropped and a length over the limit. A request it cannot parse (bad
         encoding, bad multipart, bad credentials header) gets a 400. Either is
         handled again without its body, so that the refusal goes through
         Appier's own error handling (body, `X-Error-Id`, CORS headers).
@@ -171,6 +174,13 @@ def _http_code(exception) -> bool:
 
 def _error_body(start_response, code: int, message: str) -> list[bytes]:
     """Appier's error body, written by hand (when Appier itself failed)."""
+    status, headers, body = error_body(code, message)
+    start_response(status, headers)
+    return [body]
+
+
+def error_body(code: int, message: str) -> tuple[str, list, bytes]:
+    """Appier's error shape without Appier: status line, headers and body."""
     uid = str(uuid.uuid4())
     body = json.dumps(
         dict(
@@ -182,13 +192,14 @@ def _error_body(start_response, code: int, message: str) -> list[bytes]:
             session=None,
         )
     ).encode()
-    start_response(
-        "%d %s" % (code, "Request Entity Too Large" if code == 413 else "Bad Request"),
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("X-Error-Id", uid),
-            ("Access-Control-Allow-Origin", "*"),
-        ],
-    )
-    return [body]
+    try:
+        phrase = http.HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "Error"
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("X-Error-Id", uid),
+        ("Access-Control-Allow-Origin", "*"),
+    ]
+    return "%d %s" % (code, phrase), headers, body
