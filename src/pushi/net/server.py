@@ -4,17 +4,25 @@ netius drives the sockets; RFC 6455 (handshake validation, framing, masking,
 fragments, UTF-8, ping/pong, close) is wsproto's, a sans-I/O protocol core, so
 no frame parser is written here. Each connection turns complete messages into
 State calls and State's replies into frames; routing is State's alone.
+
+Every input is bounded before it is buffered: the handshake's head by size and
+line count (431), a message by its frame headers' declared lengths (1009, see
+SizeLimit), and a connection being closed is not read any further.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 import typing
 
+import appier
 import netius
 import wsproto
 import wsproto.events as ws_events
+import wsproto.extensions
 import wsproto.frame_protocol
 import wsproto.utilities
 
@@ -35,6 +43,18 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_UNKNOWN_APP = 4001
+
+MAX_HANDSHAKE = 16 * 1024
+""" Default bytes of a handshake's request line and headers, blank line included """
+
+MAX_HEADER_LINES = 100
+""" Default header lines of a handshake (the request line not counted) """
+
+HEAD_END = b"\r\n\r\n"
+TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+)
 
 MAX_EARLY = 10
 """ Messages kept while the app key is looked up; a client sending more is rude """
@@ -58,6 +78,53 @@ def text_frame(text: bytes) -> bytes:
     return bytes(_FRAMER.send_data(text.decode("utf-8"), fin=True))
 
 
+def valid_key(request) -> bool:
+    """Whether the handshake carries one `Sec-WebSocket-Key`, base64 of 16 bytes."""
+    keys = [v for n, v in request.extra_headers if n == b"sec-websocket-key"]
+    if len(keys) != 1 or len(keys[0].strip()) != 24:
+        return False
+    try:
+        return len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+class SizeLimit(wsproto.extensions.Extension):
+    """Refuses a message by its frame headers' declared lengths, before its payload.
+
+    wsproto hands every frame header to its extensions as soon as it is parsed,
+    before any payload byte is read: this one is never offered nor accepted in
+    the handshake (no client asks for its name), it only watches those headers.
+    A data frame that starts a message resets the running total, a continuation
+    adds to it; past the limit wsproto fails the frame with 1009, which reaches
+    the connection as a CloseConnection event. Control frames are 125 bytes at
+    most (wsproto checks) and are not part of a message.
+    """
+
+    name = "x-pushi-size-limit"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(self, proto, opcode, rsv, payload_length):
+        if opcode is wsproto.frame_protocol.Opcode.CONTINUATION:
+            self.total += payload_length
+        elif opcode.iscontrol():
+            return wsproto.frame_protocol.RsvBits(False, False, False)
+        else:
+            self.total = payload_length
+        if self.total > self.limit:
+            return wsproto.frame_protocol.CloseReason.MESSAGE_TOO_BIG
+        return wsproto.frame_protocol.RsvBits(False, False, False)
+
+
 class PushiConnection(netius.Connection):
     """One WebSocket client: wsproto state, its dialect and its State session."""
 
@@ -68,9 +135,10 @@ class PushiConnection(netius.Connection):
         self.session: Session | None = None
         self.upgraded = False
         self.parts: list[str] = []
-        self.size = 0
         self.early: list[str] = []  # messages that came before the app was known
         self.dropping = False  # a close is scheduled for after this dispatch
+        self.head: bytearray | None = bytearray()  # the handshake so far, bounded
+        self.hanging_up = False  # closing: what arrives now is not read
 
     # -- the Transport State talks to ---------------------------------------------
 
@@ -150,12 +218,27 @@ class PushiConnection(netius.Connection):
                 self._raw(self.ws.send(event))
             except wsproto.utilities.LocalProtocolError:
                 pass
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Stops reading, writes what is pending and closes.
+
+        netius reads a socket until it would block, and a flushing close waits
+        for the writes: without stopping the reads, a peer that keeps sending
+        would be read (and buffered by wsproto) until the close frame is out.
+        """
+        self.hanging_up = True
+        self.disable_read()
         self.close(flush=True)
 
     # -- reading --------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Hands received bytes to wsproto and acts on what they complete."""
+        if self.hanging_up:
+            return  # read before the reads stopped: nobody will act on it
+        if self.head is not None and not self._bound_head(data):
+            return
         try:
             self.ws.receive_data(data)
         except wsproto.utilities.RemoteProtocolError as error:
@@ -166,6 +249,30 @@ class PushiConnection(netius.Connection):
                 return
             self._on_event(event)
 
+    def _bound_head(self, data: bytes) -> bool:
+        """Counts the handshake's bytes and lines; past a bound, 431 and close.
+
+        Only the head (up to its blank line) is kept, at most the limit's size,
+        until it is complete; wsproto (h11) parses it, this only bounds it.
+        """
+        owner = self.owner
+        start = max(len(self.head) - 3, 0)
+        self.head += data[: owner.max_handshake + 1 - len(self.head)]
+        end = self.head.find(HEAD_END, start)
+        head = self.head if end < 0 else self.head[: end + 4]
+        # one newline per line: the request line's, one per header line, and
+        # (once complete) the blank line's
+        lines = head.count(b"\n") - (2 if end >= 0 else 1)
+        if len(head) > owner.max_handshake or lines > owner.max_header_lines:
+            LOGGER.info("handshake too large from %s", self.address)
+            self.head = None
+            self.send(TOO_LARGE, delay=False)
+            self.hang_up()
+            return False
+        if end >= 0:
+            self.head = None
+        return True
+
     def _reject(self, error) -> None:
         hint = error.event_hint
         LOGGER.info("bad handshake from %s: %s", self.address, error)
@@ -174,7 +281,7 @@ class PushiConnection(netius.Connection):
                 self._raw(self.ws.send(hint))
             except wsproto.utilities.LocalProtocolError:
                 pass
-        self.close(flush=True)
+        self.hang_up()
 
     def _on_event(self, event) -> None:
         if isinstance(event, ws_events.Request):
@@ -189,14 +296,24 @@ class PushiConnection(netius.Connection):
         elif isinstance(event, ws_events.CloseConnection):
             if self.ws.state == wsproto.ConnectionState.REMOTE_CLOSING:
                 self._raw(self.ws.send(event.response()))
-                self.close(flush=True)
+                self.hang_up()
+            elif event.code == CLOSE_TOO_BIG:
+                # SizeLimit refused a frame header (wsproto says "extension")
+                self.close_ws(CLOSE_TOO_BIG, "message too big")
             else:
                 # wsproto reports a protocol violation as a close in its name
                 self.close_ws(event.code, event.reason or "")
 
     def _on_request(self, request) -> None:
+        if not valid_key(request):
+            LOGGER.info("bad Sec-WebSocket-Key from %s", self.address)
+            self._raw(self.ws.send(ws_events.RejectConnection(status_code=400)))
+            self.hang_up()
+            return
         self.dialect, key = dialects.resolve(request.target)
-        self._raw(self.ws.send(ws_events.AcceptConnection()))
+        limit = SizeLimit(self.owner.settings.max_message)
+        accept = ws_events.AcceptConnection(extensions=[limit])
+        self._raw(self.ws.send(accept))
         self.upgraded = True
         self.owner.state.connect(key, self, self._on_session)
 
@@ -216,15 +333,16 @@ class PushiConnection(netius.Connection):
             self._on_message(text)
 
     def _on_text(self, event) -> None:
-        self.size += len(event.data.encode("utf-8"))
-        if self.size > self.owner.settings.max_message:
-            self.close_ws(CLOSE_TOO_BIG, "message too big")
-            return
-        self.parts.append(event.data)
+        # its size is bounded by its frames' headers already (SizeLimit)
         if not event.message_finished:
+            self.parts.append(event.data)
             return
-        text = "".join(self.parts)
-        self.parts, self.size = [], 0
+        if self.parts:
+            self.parts.append(event.data)
+            text = "".join(self.parts)
+            self.parts = []
+        else:
+            text = event.data
         if self.session is None:
             if len(self.early) >= MAX_EARLY:
                 self.close_ws(CLOSE_POLICY, "too many messages before connect")
@@ -310,6 +428,11 @@ class PushiServer(netius.StreamServer):
         netius.StreamServer.__init__(self, *args, **kwargs)
         self.state = state
         self.settings = settings
+        # handshake bounds: fixed by HTTP rather than by use, so read here
+        self.max_handshake = appier.conf("PUSHI_MAX_HANDSHAKE", MAX_HANDSHAKE, cast=int)
+        self.max_header_lines = appier.conf(
+            "PUSHI_MAX_HEADER_LINES", MAX_HEADER_LINES, cast=int
+        )
 
     def build_connection(self, socket, address, ssl=False):
         """Every accepted socket becomes a PushiConnection."""
