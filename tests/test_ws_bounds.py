@@ -25,15 +25,21 @@ LIMIT = 1024
 
 MAX_HANDSHAKE = 16 * 1024
 MAX_HEADER_LINES = 100
+SMALL_HANDSHAKE = 2048
+SMALL_HEADER_LINES = 20
+""" PUSHI_MAX_HANDSHAKE and PUSHI_MAX_HEADER_LINES of the private server """
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A private server whose messages are at most LIMIT bytes."""
-    handle = Server(
-        str(tmp_path_factory.mktemp("bounds")), {"PUSHI_MAX_MESSAGE": str(LIMIT)}
-    ).start()
+    env = {
+        "PUSHI_MAX_MESSAGE": str(LIMIT),
+        "PUSHI_MAX_HANDSHAKE": str(SMALL_HANDSHAKE),
+        "PUSHI_MAX_HEADER_LINES": str(SMALL_HEADER_LINES),
+    }
+    handle = Server(str(tmp_path_factory.mktemp("bounds")), env).start()
     yield handle
     handle.stop()
 
@@ -307,6 +313,17 @@ def test_handshake_of_101_header_lines_gets_431(app, raw, server):
     client = raw(server)
     assert client.handshake(head(app.key, extra)) == 431
     assert client.closed()
+
+
+@pytest.mark.parametrize("over", [0, 1], ids=["at", "over"])
+def test_handshake_bounds_follow_their_variables(small, small_app, raw, over):
+    client = raw(small)
+    status = client.handshake(padded_head(small_app.key, SMALL_HANDSHAKE + over))
+    assert status == (431 if over else 101)
+    base = head(small_app.key).count(b"\r\n") - 2
+    extra = ["X-Line-%d: a" % i for i in range(SMALL_HEADER_LINES + over - base)]
+    client = raw(small)
+    assert client.handshake(head(small_app.key, extra)) == (431 if over else 101)
 
 
 # -- Sec-WebSocket-Key -------------------------------------------------------------
