@@ -16,6 +16,15 @@ at 1,000 and 10,000 documents (``--sizes`` to change). The design asks for at
 least 2,000 event writes a second.
 
 Usage: ``python scripts/bench_store.py [--sizes 1000 10000] [--batch 100]``
+
+``--server N`` measures instead the whole path of a persisted publish: it
+starts the real server (``python -m pushi.base``, embedded store in a temporary
+directory, or ``MONGO_URL`` if set), registers an app, and runs N concurrent
+publishers (keep-alive HTTP connections, spread over ``--processes``
+processes) that each ``POST /events`` (``persist`` on) one after the other for
+``--seconds``. Every publish answers only once its event is committed, so the
+rate is of acknowledged, stored events; it prints events/s, the answer
+latencies and the store worker's batch sizes (from the server's log at stop).
 """
 
 from __future__ import annotations
@@ -153,12 +162,162 @@ def message(index: int) -> dict:
     )
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _publisher(args: tuple) -> tuple[int, int, list[float]]:
+    """One process of publishers: (committed, refused, latencies in s)."""
+    import http.client
+    import json
+    import threading
+
+    port, sid, threads, seconds, start_at = args
+    path = "/events?sid=" + sid
+    results: list[tuple[int, int, list[float]]] = []
+
+    def publish() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        done, refused, latencies = 0, 0, []
+        while time.time() < start_at:
+            time.sleep(0.001)
+        end = start_at + seconds
+        while time.time() < end:
+            body = json.dumps({"channel": "bench", "data": "x" * 64, "event": "e"})
+            began = time.perf_counter()
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - began)
+            if response.status == 200:
+                done += 1
+            else:
+                refused += 1
+        connection.close()
+        results.append((done, refused, latencies))
+
+    workers = [threading.Thread(target=publish) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (
+        sum(r[0] for r in results),
+        sum(r[1] for r in results),
+        [x for r in results for x in r[2]],
+    )
+
+
+def serve_bench(clients: int, processes: int, seconds: float) -> None:
+    """Persisted REST publishes/s against the real server, N concurrent clients."""
+    import multiprocessing
+    import re
+    import signal
+    import subprocess
+
+    import requests
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    data = tempfile.mkdtemp(prefix="pushi-bench-")
+    app_port, ws_port = _free_port(), _free_port()
+    env = dict(os.environ)
+    env.update(
+        APP_HOST="127.0.0.1",
+        APP_PORT=str(app_port),
+        SERVER_HOST="127.0.0.1",
+        SERVER_PORT=str(ws_port),
+        PUSHI_DATA=os.path.join(data, "store"),
+        PYTHONPATH=os.path.join(root, "src"),
+        LEVEL="INFO",
+    )
+    log_path = os.path.join(data, "server.log")
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pushi.base"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    api = "http://127.0.0.1:%d/" % app_port
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(api + "health/ready", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        created = requests.post(api + "apps", json={"name": "bench"}).json()
+        sid = requests.get(
+            api + "login",
+            params=dict(
+                app_id=created["ident"],
+                app_key=created["key"],
+                app_secret=created["secret"],
+            ),
+        ).json()["token"]
+        processes = max(1, min(processes, clients))
+        shares = [
+            clients // processes + (i < clients % processes) for i in range(processes)
+        ]
+        start_at = time.time() + 1.0
+        with multiprocessing.Pool(processes) as pool:
+            parts = pool.map(
+                _publisher,
+                [(app_port, sid, share, seconds, start_at) for share in shares],
+            )
+        done = sum(p[0] for p in parts)
+        refused = sum(p[1] for p in parts)
+        latencies = sorted(x for p in parts for x in p[2])
+        stored = requests.get(api + "events", params=dict(sid=sid, count=1)).json()[
+            "events"
+        ]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        text = log.read()
+    store = "MongoDB" if os.environ.get("MONGO_URL") else "embedded"
+    print(
+        "real server, %s store, %d concurrent publishers, %.0f s"
+        % (store, clients, seconds)
+    )
+    print(
+        "persisted REST events: %d committed (%.0f events/s), %d refused"
+        % (done, done / seconds, refused)
+    )
+    if latencies:
+
+        def pick(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+        print(
+            "answer latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
+            % (pick(0.5) * 1e3, pick(0.99) * 1e3, latencies[-1] * 1e3)
+        )
+    print("newest stored id: %s" % (stored[0]["id"] if stored else None))
+    found = re.findall(r"store batches: (.*)", text)
+    print("batch sizes (triggers per commit): %s" % (found[-1] if found else "?"))
+    shutil.rmtree(data, ignore_errors=True)
+
+
 def main() -> None:
     """Prints one line per measure: what, how many documents, documents/s."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--server", type=int, metavar="N", default=0)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
     options = parser.parse_args()
+    if options.server:
+        serve_bench(options.server, options.processes, options.seconds)
+        return
     measures = [
         ("save() with id counter", save_with_counter, BenchEvent),
         ("save() without counter", save_plain, BenchPlain),

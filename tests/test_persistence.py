@@ -4,8 +4,9 @@ Pushi dialect over a real WebSocket and the REST API against the real server
 process; the store follows MONGO_URL (unset: the embedded store). To prove a
 message did NOT arrive, a test does a ping round trip on that socket after the
 action (a REST publish returns once the server has routed the event). Reads that
-follow a publish need no wait either: the publish queues its write before it
-answers, and every read runs on the store worker behind the writes queued before.
+follow a publish need no wait either: a persisted publish answers only once its
+event is committed (tests/test_durability.py), and every read runs on the store
+worker behind the writes queued before.
 """
 
 from __future__ import annotations

@@ -48,8 +48,21 @@ class Settings:
     client_event_rate: int = 100
     request_rate: int = 50
     max_channels: int = 200
+    # 0: max_channels + request_rate (a reconnect resubscribing every channel,
+    # and a second's worth of other requests); never below max_channels
+    request_burst: int = 0
+    max_presence_members: int = 100
+    max_peer_channels: int = 1000
     max_pending_reads: int = 2
     store_queue: int = 100_000
+    event_ttl: float = 0.0
+    max_events: int = 0
+
+    @property
+    def request_bucket(self) -> int:
+        """The request burst a socket has: at least every channel it may join."""
+        burst = self.request_burst or self.max_channels + self.request_rate
+        return max(burst, self.max_channels, self.request_rate)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -78,6 +91,12 @@ class Settings:
             client_event_rate=conf("PUSHI_CLIENT_EVENT_RATE", 100, cast=int),
             request_rate=conf("PUSHI_REQUEST_RATE", 50, cast=int),
             max_channels=conf("PUSHI_MAX_CHANNELS", 200, cast=int),
+            request_burst=conf("PUSHI_REQUEST_BURST", 0, cast=int),
+            max_presence_members=conf("PUSHI_MAX_PRESENCE_MEMBERS", 100, cast=int),
+            max_peer_channels=conf("PUSHI_MAX_PEER_CHANNELS", 1000, cast=int),
+            store_queue=conf("PUSHI_STORE_QUEUE", 100_000, cast=int),
+            event_ttl=conf("PUSHI_EVENT_TTL", 0.0, cast=float),
+            max_events=conf("PUSHI_MAX_EVENTS", 0, cast=int),
         )
         values.update(overrides)
         if values["registration"] not in ("open", "admin"):

@@ -27,23 +27,28 @@ if __name__ == "__main__" and not __package__:
 
 import collections
 import concurrent.futures
+import itertools
 import json
 import logging
 import time
 import typing
 import uuid
 
+from ..store.worker import StoreError
 from . import auth, strict_json
 from .channels import AppState, Channel, Member
 from .session import DIRECT, Outgoing, Session, Transport
 
 if typing.TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Store, Ticket
     from .config import Settings
 
 LOGGER = logging.getLogger("pushi")
 
 MAX_SKIP = 10**9
+
+SOCKETS_PAGE = 1000
+""" `GET /sockets`: sockets listed per call, by default and at most """
 
 UNKNOWN_KEY_SECONDS = 5.0
 UNKNOWN_KEYS = 10_000
@@ -53,6 +58,7 @@ ERROR_GENERIC = 4000
 ERROR_UNKNOWN_APP = 4001
 ERROR_UNAUTHORIZED = 4009
 ERROR_OVER_LIMIT = 4004
+ERROR_OVER_CAPACITY = 4100
 ERROR_RATE = 4301
 
 
@@ -221,6 +227,7 @@ class State:
             transport,
             self.settings.client_event_rate,
             self.settings.request_rate,
+            self.settings.request_bucket,
         )
         app.sessions[socket_id] = session
         return session
@@ -353,8 +360,39 @@ class State:
             raise StateError(ERROR_GENERIC, "channel_data needs a user_id")
         return user_id, data
 
+    def _check_room(self, session: Session, name: str, member) -> None:
+        """Refuses a presence join past the member cap or the peer-channel cap.
+
+        A user already present is no new member (another connection of theirs
+        is served); a peer-flagged joiner needs room for a pair with every
+        other member, checked before anything is joined.
+        """
+        if member is None:
+            return  # no member: counts against neither cap
+        user_id, data = member
+        channel = session.app.channels.get(name)
+        members = channel.members if channel is not None else {}
+        present = user_id in members
+        if not present and len(members) >= self.settings.max_presence_members:
+            raise StateError(
+                ERROR_OVER_CAPACITY,
+                "presence channel is full (%d members)"
+                % self.settings.max_presence_members,
+            )
+        if data.get("peer"):
+            pairs = len(members) - (1 if present else 0)
+            pairs -= len(session.peers.get(name, ()))  # a re-subscribe keeps none
+            total = session.peer_channels() + pairs
+            if pairs > 0 and total > self.settings.max_peer_channels:
+                raise StateError(
+                    ERROR_OVER_LIMIT,
+                    "too many peer channels on this connection (at most %d)"
+                    % self.settings.max_peer_channels,
+                )
+
     def _subscribe_presence(self, session, channel, auth_value, channel_data) -> None:
         member = self._presence_data(session, channel, auth_value, channel_data)
+        self._check_room(session, channel, member)
         if channel in session.users:
             # re-subscribing: the old membership ends (announced) before the new
             self._remove_member(session, session.app.channels[channel])
@@ -423,8 +461,19 @@ class State:
             if first:
                 for socket_id in tuple(other.sockets):
                     target = app.sessions.get(socket_id)
-                    if target is not None:
-                        self._join_peer(target, presence, peer)
+                    if target is None:
+                        continue
+                    if target.peer_channels() >= self.settings.max_peer_channels:
+                        # that connection is full: told, the others pair
+                        self._tell(
+                            target,
+                            "error",
+                            ERROR_OVER_LIMIT,
+                            "too many peer channels on this connection",
+                            peer,
+                        )
+                        continue
+                    self._join_peer(target, presence, peer)
 
     def _join_peer(self, session: Session, presence: str, peer: str) -> None:
         session.peers.setdefault(presence, set()).add(peer)
@@ -520,6 +569,8 @@ class State:
         if reasons is None:
             reasons = session.channels[name] = set()
             session.app.channel(name).sessions[session.socket_id] = session
+        if reason == DIRECT and DIRECT not in reasons:
+            session.direct += 1
         reasons.add(reason)
 
     def _leave(self, session: Session, name: str, reason: str | None) -> None:
@@ -527,6 +578,8 @@ class State:
         reasons = session.channels.get(name)
         if reasons is None:
             return
+        if DIRECT in reasons and reason in (None, DIRECT):
+            session.direct -= 1
         if reason is None:
             reasons.clear()
         else:
@@ -664,16 +717,21 @@ class State:
             self._refuse(session, error, channel)
             return
         exclude = None if echo else session.socket_id
-        self._trigger(
-            session.app,
-            (channel,),
-            event,
-            data,
-            {},
-            persist,
-            session.socket_id,
-            exclude,
-        )
+        try:
+            self._trigger(
+                session.app,
+                (channel,),
+                event,
+                data,
+                {},
+                persist,
+                session.socket_id,
+                exclude,
+            )
+        except StoreError:
+            # the store queue is full: refused, and delivered to nobody
+            error = StateError(ERROR_GENERIC, "server busy, event not sent")
+            self._refuse(session, error, channel)
 
     def publish(
         self,
@@ -683,20 +741,28 @@ class State:
         data: typing.Any,
         body: dict | None = None,
         persist: bool = True,
-    ) -> None:
-        """Publishes a back end's event: `body` (the whole request) goes along."""
+    ) -> Ticket | None:
+        """Publishes a back end's event: `body` (the whole request) goes along.
+
+        :returns: With `persist`, the ticket that completes once the event is
+            committed (the REST answer waits for it), else None.
+        :raises StoreError: The store queue is full: nothing was delivered.
+        """
         app = self.apps.get(app_id)
         if app is None:
             raise StateError(ERROR_UNKNOWN_APP, "unknown app")
-        self._trigger(app, channels, event, data, body or {}, persist, None, None)
+        return self._trigger(
+            app, channels, event, data, body or {}, persist, None, None
+        )
 
     def _trigger(self, app, channels, event, data, body, persist, owner_id, exclude):
         """Stores one event (one record per channel), then delivers it.
 
         Queued for storage first, so that a reader who saw a delivery and asks
-        the store (which answers after the writes queued before it) finds it.
-        A socket in several of the channels gets one copy, tagged with the
-        first listed channel it is in.
+        the store (which answers after the writes queued before it) finds it;
+        a full queue raises `StoreError` before anything is delivered. A socket
+        in several of the channels gets one copy, tagged with the first listed
+        channel it is in. Returns the storage ticket (None without `persist`).
         """
         encoded = encode_data(data)
         messages = []
@@ -710,14 +776,14 @@ class State:
                 message["mid"] = str(uuid.uuid4())
                 message["timestamp"] = time.time()
             messages.append(message)
-        if persist:
-            self.store.persist(app.ident, messages, owner_id)
+        ticket = self.store.persist(app.ident, messages, owner_id) if persist else None
         seen: set[str] | None = set() if len(channels) > 1 else None
         for message in messages:
             channel = app.channels.get(message["channel"])
             if channel is not None and channel.sessions:
                 text = json.dumps(message, separators=(",", ":")).encode()
                 self._deliver(channel, Outgoing(text), exclude, seen)
+        return ticket
 
     def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
         """Hands one encoded event to each of a channel's sockets (a snapshot)."""
@@ -760,10 +826,24 @@ class State:
 
     # -- introspection ------------------------------------------------------------
 
-    def sockets(self, app_id: str) -> list[dict]:
-        """Live sockets of an app and their channels, in join order."""
+    def sockets(
+        self, app_id: str, skip: int = 0, count: int = SOCKETS_PAGE
+    ) -> list[dict]:
+        """A page of an app's live sockets (connection order) and their channels
+        (join order): at most SOCKETS_PAGE, so one call cannot hold the loop."""
         app = self.apps.get(app_id)
-        return [s.describe() for s in app.sessions.values()] if app else []
+        if app is None:
+            return []
+        skip = max(0, skip)
+        count = max(0, min(SOCKETS_PAGE, count))
+        page = itertools.islice(app.sessions.values(), skip, skip + count)
+        return [session.describe() for session in page]
+
+    def socket(self, app_id: str, socket_id: str) -> dict | None:
+        """One live socket of an app, as `sockets` lists it (None if unknown)."""
+        app = self.apps.get(app_id)
+        session = app.sessions.get(socket_id) if app else None
+        return session.describe() if session else None
 
     def socket_channels(self, app_id: str, socket_id: str) -> list[str]:
         """The channels one socket is in, in join order (`[]` if unknown)."""

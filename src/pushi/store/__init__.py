@@ -1,5 +1,5 @@
 """Persistence: the store worker (queue, batches) and the embedded store."""
 
-from .worker import Store, StoreError, write_events
+from .worker import Store, StoreError, Ticket, prune_events, write_events
 
-__all__ = ["Store", "StoreError", "write_events"]
+__all__ = ["Store", "StoreError", "Ticket", "prune_events", "write_events"]

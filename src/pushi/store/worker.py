@@ -3,6 +3,15 @@
 The event loop never waits on storage. Event writes are queued (bounded) and
 written in batches by one worker thread; reads a socket waits for run on the
 same thread, after the writes queued before them, and answer on the loop.
+
+Group commit: the worker takes every trigger queued while it was busy (up to
+`BATCH` events) and writes them with one commit (one SQLite transaction on the
+embedded store; one acknowledged `insert_many` per collection on MongoDB), then
+completes the `Ticket` of every trigger of the batch. A REST publish answers
+when its ticket is complete, so callers waiting together share one commit.
+
+Retention (`PUSHI_EVENT_TTL`, `PUSHI_MAX_EVENTS`) runs on the same thread,
+between batches, at most every `PRUNE_SECONDS` and `PRUNE_BATCH` events a pass.
 """
 
 from __future__ import annotations
@@ -19,6 +28,15 @@ LOGGER = logging.getLogger("pushi")
 BATCH = 500
 """ The most events written in one batch (one transaction, one counter update) """
 
+GATHER_SECONDS = 0.002
+""" How long a batch waits for more triggers before its commit (group commit) """
+
+PRUNE_SECONDS = 1.0
+""" Seconds between two retention passes (when retention is set) """
+
+PRUNE_BATCH = 1000
+""" The most events one retention pass deletes (their associations go too) """
+
 _EVENT = "event"
 _CALL = "call"
 _STOP = "stop"
@@ -28,15 +46,80 @@ class StoreError(Exception):
     """The store could not take or run a request."""
 
 
+class Ticket:
+    """The outcome of one queued trigger: `True` once committed, else an error.
+
+    Completed once, by the worker (after the commit of the trigger's batch, or
+    its failure) or by a waiter that gave up (`StoreError`); the first wins.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_lock", "outcome")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._callbacks: list[typing.Callable] = []
+        self.outcome: typing.Any = None
+
+    def complete(self, outcome: typing.Any) -> None:
+        """Sets the outcome (if none yet) and runs the callbacks, on this thread."""
+        with self._lock:
+            if self._done.is_set():
+                return
+            self.outcome = outcome
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(outcome)
+            except Exception:
+                LOGGER.exception("ticket callback failed")
+
+    def then(self, callback: typing.Callable) -> None:
+        """Calls `callback(outcome)` once complete (at once if it is already)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self.outcome)
+
+    def wait(self, timeout: float | None = None) -> typing.Any:
+        """The outcome, waiting at most `timeout` (None: still pending)."""
+        self._done.wait(timeout)
+        return self.outcome
+
+    @property
+    def stored(self) -> bool:
+        """Whether the trigger is committed."""
+        return self.outcome is True
+
+
 class Store:
     """A bounded queue of event writes and reads, served by one worker thread."""
 
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int = 100_000,
+        event_ttl: float | None = None,
+        max_events: int | None = None,
+    ) -> None:
+        if event_ttl is None or max_events is None:
+            from ..base.config import Settings
+
+            settings = Settings.from_env()
+            event_ttl = settings.event_ttl if event_ttl is None else event_ttl
+            max_events = settings.max_events if max_events is None else max_events
         self._queue: queue.Queue = queue.Queue(maxsize=limit)
         self._thread: threading.Thread | None = None
         self._call_soon: typing.Callable | None = None
+        self.event_ttl = float(event_ttl or 0)
+        self.max_events = int(max_events or 0)
+        self._next_prune = 0.0
         self.dropped = 0
         self.written = 0
+        self.pruned = 0
+        self.batches: collections.Counter = collections.Counter()
+        """ Batch sizes written (in triggers) and how many times each """
 
     # -- life cycle -------------------------------------------------------------
 
@@ -58,6 +141,8 @@ class Store:
         self._queue.put((_STOP,))
         self._thread.join(timeout)
         self._thread = None
+        if self.batches:
+            LOGGER.info("store batches: %s", describe_batches(self.batches))
 
     @property
     def pending(self) -> int:
@@ -73,23 +158,29 @@ class Store:
 
     def persist(
         self, app_id: str, messages: list[dict], owner_id: str | None = None
-    ) -> None:
-        """Queues one trigger's delivered messages for storage (never blocks).
+    ) -> Ticket:
+        """Queues one trigger's messages for storage (never blocks).
 
         One call per trigger: a REST publish to a list of channels, or one
         client event. Each message (with its own `mid` and `timestamp`) becomes
         an event record; each user following one of the channels gets one
         association for the trigger (`owner_id`: the sender socket, or None).
+        The ticket completes once the trigger is committed (or failed).
+
+        :raises StoreError: The queue is full: nothing was queued (the caller
+            refuses the trigger, delivering nothing).
         """
+        ticket = Ticket()
         if not messages:
-            return
+            ticket.complete(True)
+            return ticket
         try:
-            self._queue.put_nowait((_EVENT, app_id, list(messages), owner_id))
+            self._queue.put_nowait((_EVENT, app_id, list(messages), owner_id, ticket))
         except queue.Full:
             self.dropped += len(messages)
-            LOGGER.error(
-                "store queue full: event %s not persisted", messages[0].get("mid")
-            )
+            LOGGER.error("store queue full: event %s refused", messages[0].get("mid"))
+            raise StoreError("store queue full") from None
+        return ticket
 
     def submit(
         self, function: typing.Callable, args: tuple, callback: typing.Callable
@@ -125,24 +216,58 @@ class Store:
     def _run(self) -> None:
         pending: collections.deque = collections.deque()
         while True:
-            item = pending.popleft() if pending else self._queue.get()
+            item = pending.popleft() if pending else self._next()
+            if item is None:
+                self._prune()
+                continue
             if item[0] == _STOP:
                 self._write(self._drain(pending))
                 return
             if item[0] == _EVENT:
-                batch = [item]
-                while len(batch) < BATCH:
+                batch, events = [item], len(item[2])
+                # group commit: wait a moment for the triggers of concurrent
+                # publishers, so that one commit answers all of them
+                gather = time.monotonic() + GATHER_SECONDS
+                while events < BATCH:
                     try:
-                        following = self._queue.get_nowait()
+                        wait = gather - time.monotonic()
+                        if wait > 0:
+                            following = self._queue.get(timeout=wait)
+                        else:
+                            following = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if following[0] != _EVENT:
                         pending.append(following)
                         break
                     batch.append(following)
+                    events += len(following[2])
+                self.batches[len(batch)] += 1
                 self._write(batch)
             else:
                 self._call(item)
+            if self._next_prune and time.monotonic() >= self._next_prune:
+                self._prune()
+
+    def _next(self) -> tuple | None:
+        """The next request; None when a retention pass is due first."""
+        if not (self.event_ttl > 0 or self.max_events > 0):
+            return self._queue.get()
+        if not self._next_prune:
+            self._next_prune = time.monotonic()
+        wait = self._next_prune - time.monotonic()
+        try:
+            return self._queue.get(timeout=wait) if wait > 0 else None
+        except queue.Empty:
+            return None
+
+    def _prune(self) -> None:
+        """One bounded retention pass (on the worker, between batches)."""
+        self._next_prune = time.monotonic() + PRUNE_SECONDS
+        try:
+            self.pruned += prune_events(self.event_ttl, self.max_events, PRUNE_BATCH)
+        except Exception:
+            LOGGER.exception("retention pass failed")
 
     def _drain(self, pending: collections.deque) -> list:
         """Every event still queued at stop; reads are answered with an error."""
@@ -166,15 +291,20 @@ class Store:
         triggers = [(item[1], item[2], item[3]) for item in batch]
         try:
             write_events(triggers, skip_stored=retry)
-            self.written += sum(len(item[2]) for item in batch)
-            return
         except Exception:
             if len(batch) == 1:
                 self.dropped += len(batch[0][2])
                 LOGGER.exception(
                     "could not persist event %s", batch[0][2][0].get("mid")
                 )
+                batch[0][4].complete(StoreError("could not store the event"))
                 return
+        else:
+            # committed: one commit answers every trigger of the batch
+            self.written += sum(len(item[2]) for item in batch)
+            for item in batch:
+                item[4].complete(True)
+            return
         # one bad trigger must not cost the others of its batch (other apps'
         # too); MongoDB may have kept the records before the bad one: skip those
         for item in batch:
@@ -254,6 +384,22 @@ class Store:
         )
 
 
+def describe_batches(batches: collections.Counter) -> str:
+    """Batch sizes in a line: count, mean, largest and the most common sizes."""
+    total = sum(batches.values())
+    triggers = sum(size * times for size, times in batches.items())
+    common = ", ".join(
+        "%d×%d" % (size, times) for size, times in batches.most_common(5)
+    )
+    return "%d commits of %d triggers, mean %.1f, largest %d (most common: %s)" % (
+        total,
+        triggers,
+        triggers / total,
+        max(batches),
+        common,
+    )
+
+
 def _record(document: dict) -> dict:
     """A stored record as State sends it over WebSocket: no `_id`."""
     record = dict(document)
@@ -277,6 +423,23 @@ def write_events(
     (a retry) leaves out what is already stored: events by `mid`, and the
     associations of events that already have some.
     """
+    from ..app.models import Association, PushiEvent, Subscription
+    from .embedded import ensure_table, transaction
+
+    for collection in (
+        PushiEvent._collection(),
+        Association._collection(),
+        Subscription._collection(),
+        PushiEvent._collection(name="counters"),
+    ):
+        ensure_table(collection)
+    # one commit for the whole batch on the embedded store (a failure rolls
+    # all of it back; the worker then retries trigger by trigger)
+    with transaction(PushiEvent._collection()):
+        _write_events(triggers, skip_stored)
+
+
+def _write_events(triggers: list, skip_stored: bool) -> None:
     from ..app.models import Association, PushiBase, PushiEvent, Subscription
     from .embedded import insert_many
 
@@ -329,3 +492,44 @@ def write_events(
                 for ident, (app_id, user, mid) in zip(ids, links, strict=True)
             ],
         )
+
+
+def prune_events(ttl: float, most: int, limit: int = PRUNE_BATCH) -> int:
+    """Deletes at most `limit` events past retention, with their associations.
+
+    `ttl` (seconds, 0: none): events stored longer ago go. `most` (per app,
+    0: none): an app's events beyond its `most` newest go. Each app's oldest
+    go first (ids grow with time); per app, one count and one read of its
+    oldest records on the `(instance, id)` index, then two deletes in all.
+
+    :returns: How many events were deleted.
+    """
+    from ..app.models import App, Association, PushiEvent
+    from .embedded import transaction
+
+    events = PushiEvent._collection()
+    cutoff = time.time() - ttl if ttl > 0 else None
+    doomed: list[tuple[typing.Any, str]] = []
+    for app in App._collection().find({}, ["ident"]):
+        room = limit - len(doomed)
+        if room <= 0:
+            break
+        query = {"instance": app["ident"]}
+        excess = 0
+        if most > 0:
+            excess = max(0, events.count(query) - most)
+        oldest = events.find(
+            query, ["_id", "mid", "timestamp"], sort=[("id", 1)], limit=room
+        )
+        for index, document in enumerate(oldest):
+            expired = cutoff is not None and (document.get("timestamp") or 0) < cutoff
+            if index >= excess and not expired:
+                break
+            doomed.append((document["_id"], document["mid"]))
+    if not doomed:
+        return 0
+    with transaction(events):
+        mids = [mid for _, mid in doomed]
+        Association._collection().remove({"mid": {"$in": mids}})
+        events.remove({"_id": {"$in": [ident for ident, _ in doomed]}})
+    return len(doomed)

@@ -50,7 +50,13 @@ from .adapter import (
     EmbeddedAdapter,
     EmbeddedEncoder,
 )
-from .collection import INDEX_PREFIX, EmbeddedCollection, insert_many
+from .collection import (
+    INDEX_PREFIX,
+    EmbeddedCollection,
+    ensure_table,
+    insert_many,
+    transaction,
+)
 
 __all__ = [
     "ARRAYS_TABLE",
@@ -60,5 +66,7 @@ __all__ = [
     "EmbeddedAdapter",
     "EmbeddedCollection",
     "EmbeddedEncoder",
+    "ensure_table",
     "insert_many",
+    "transaction",
 ]

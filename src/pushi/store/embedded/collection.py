@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -395,6 +396,28 @@ class EmbeddedCollection(appier.data.Collection):
         self._base.insert_one(document)
         self.owner._note_arrays(self.name, array_paths(document))
         return document
+
+
+def transaction(
+    collection: appier.data.Collection,
+) -> contextlib.AbstractContextManager:
+    """One transaction (one commit) around several writes on the embedded store.
+
+    Writes inside it (of any collection of the same store) commit together at
+    its end, or roll back together if it raises. Elsewhere (MongoDB) a no-op:
+    each write there is acknowledged on its own, with the URL's write concern.
+    """
+    if isinstance(collection, EmbeddedCollection):
+        return collection.owner._writing()
+    return contextlib.nullcontext()
+
+
+def ensure_table(collection: appier.data.Collection) -> None:
+    """Creates an embedded collection's table now, outside any transaction: a
+    table created inside one that rolls back would be gone while neosqlite
+    still believes it exists. Elsewhere a no-op."""
+    if isinstance(collection, EmbeddedCollection):
+        collection._table()
 
 
 def insert_many(collection: appier.data.Collection, documents: Iterable[dict]) -> list:
