@@ -252,8 +252,8 @@ def test_chunked_body_past_the_limit_is_cut_off_while_read(raw, bounded, bounded
             sent += 1
             if sent % 16 == 0:
                 peak = max(peak, rss_kib(bounded))
-    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-        pass  # the server stopped reading: its answer is what matters
+    except OSError:  # reset, broken pipe, TLS error, timeout: the answer tells
+        pass
     peak = max(peak, rss_kib(bounded))
     grown = (peak - before) // 1024
     assert grown < 16, "the server grew by %d MiB for a refused body" % grown
@@ -315,7 +315,7 @@ def test_header_flood_is_cut_off_while_read(raw, bounded):
         while sent < 4096 and not connection.readable():
             connection.send(line * 16)
             sent += 1
-    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+    except OSError:  # reset, broken pipe, TLS error, timeout: the answer tells
         pass
     grown = (rss_kib(bounded) - before) // 1024
     status, headers, body = connection.response()
