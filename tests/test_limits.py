@@ -387,8 +387,7 @@ def test_requests_over_the_rate_get_4301_and_the_socket_stays(start_server, clos
     """`pusher:latest` and `pusher:subscribe` are rate limited per socket.
 
     30 `latest` in one TCP write are handled in one loop pass: no store read can
-    come back in between, so at most two are in flight (the rest: 4301), and the
-    bucket of 5 a second cannot refill 30 tokens in that time either.
+    come back in between, so at most two are in flight (the rest: 4301).
     """
     server = start_server(env={"PUSHI_REQUEST_RATE": "5"})
     app = AppClient(server)
@@ -422,28 +421,45 @@ def test_requests_over_the_rate_get_4301_and_the_socket_stays(start_server, clos
     ), delivered
     assert socket_channels(app, socket_id) == ["history"]
 
-    # subscribing over the rate, on a fresh socket: 5 pass, the rest get 4301
-    fresh = raw_socket(server, closing)
-    fresh_id = fresh.open(app.key)
+
+def test_a_reconnect_resubscribes_every_channel_and_abuse_gets_4301(
+    start_server, closing
+):
+    """The request burst covers the channel limit plus a second of requests.
+
+    A client that reconnects sends every subscribe at once (pushi.js does): all
+    12 are served, and 5 more requests (the second's worth) too; the 3 after
+    them, in the same TCP write, get 4301 naming their channel. Before the fix
+    the burst was the rate (5), so the 6th subscribe was refused.
+    """
+    server = start_server(env={"PUSHI_REQUEST_RATE": "5", "PUSHI_MAX_CHANNELS": "12"})
+    app = AppClient(server)
+    raw = raw_socket(server, closing)
+    socket_id = raw.open(app.key)
     names = ["room-%d" % index for index in range(12)]
-    fresh.send(
+    gone = ["gone-%d" % index for index in range(8)]
+    raw.send(
         b"".join(
             text({"event": "pusher:subscribe", "data": {"channel": name}})
             for name in names
         )
+        + b"".join(
+            text({"event": "pusher:unsubscribe", "data": {"channel": name}})
+            for name in gone
+        )
     )
-    replies = [fresh.message() for _ in names]
-    refused = errors_in(replies, 4301)
-    joined = successes_in(replies)
-    assert refused, "expected 4301 for some of 12 subscribes at 5/s, got %r" % replies
-    assert joined, "expected the first subscribes to pass, got %r" % replies
-    assert len(refused) + len(joined) == len(names), replies
-    assert sorted(joined + [m.get("channel") for m in refused]) == sorted(names), (
-        "every refusal names its channel: %r" % replies
-    )
-    assert socket_channels(app, fresh_id) == joined
-    fresh.send_message({"event": "pusher:ping"})
-    assert fresh.message().get("event") == "pusher:pong"
+    replies = [raw.message() for _ in range(len(names) + len(gone))]
+    assert successes_in(replies[:12]) == names, replies[:12]
+    assert [(m.get("event"), m.get("channel")) for m in replies[12:17]] == [
+        ("pusher_internal:unsubscription_succeeded", name) for name in gone[:5]
+    ]
+    refused = errors_in(replies[17:], 4301)
+    assert [m.get("channel") for m in refused] == gone[5:], replies[17:]
+    raw.send_message({"event": "pusher:ping"})
+    assert raw.message().get("event") == "pusher:pong"
+    assert socket_channels(app, socket_id) == names
+    app.publish("room-11", "still subscribed")
+    assert raw.message().get("data") == "still subscribed"
 
 
 # -- 3. channels per connection --------------------------------------------------------
@@ -543,7 +559,8 @@ def test_many_messages_before_the_key_is_known_close_1008(start_server, closing)
     app = AppClient(server)
     ping = text({"event": "pusher:ping"})
     with store_write_locked(server):
-        app.publish("backlog", "written once the lock is released")
+        # from a thread: a persisted publish may answer only once it is stored
+        backlog, failures = publish_in_thread(app, "backlog", 1)
         rude = raw_socket(server, closing)
         rude.handshake(secrets.token_hex(32))
         rude.send(ping * 20)
@@ -572,6 +589,8 @@ def test_many_messages_before_the_key_is_known_close_1008(start_server, closing)
     client.subscribe("after-rude")
     app.publish("after-rude", "still serving")
     assert client.expect("message", "after-rude")["data"] == "still serving"
+    backlog.join(TIMEOUT)
+    assert not failures, failures
     assert stored_count(app, "backlog") == 1
 
 
@@ -592,13 +611,16 @@ def test_an_unknown_key_is_refused_again_without_the_store(start_server, closing
     first.handshake(key)
     assert first.message()["data"]["code"] == 4001
     with store_write_locked(server):
-        app.publish("backlog", "written once the lock is released")
+        # from a thread: a persisted publish may answer only once it is stored
+        backlog, failures = publish_in_thread(app, "backlog", 1)
         again = raw_socket(server, closing)
         again.handshake(key)
         message = again.message()
         assert message.get("event") == "pusher:error", message
         assert message["data"]["code"] == 4001, message
         assert_closed_with(again, 4001)
+    backlog.join(TIMEOUT)
+    assert not failures, failures
 
 
 # -- 6. REST bodies refused before parsing ---------------------------------------------
@@ -852,3 +874,118 @@ def test_logout_forgets_the_session_token(app):
 # racing it competes with the worker for the store (the REST thread deletes in the
 # database itself, not through the worker), and no ordering of requests, nor the
 # store lock, decides who wins. It is left to a unit test of State.
+
+
+# -- 13. every limit of the README's table, just under and just over ---------------
+
+
+def test_client_events_at_the_rate_are_served_one_more_gets_4301(start_server, closing):
+    """`PUSHI_CLIENT_EVENT_RATE` 5: 5 in one write delivered, the 6th refused."""
+    server = start_server(env={"PUSHI_CLIENT_EVENT_RATE": "5"})
+    app = AppClient(server)
+    sender, listener = app.socket(), app.socket()
+    closing.extend((sender, listener))
+    sender.subscribe("room")
+    listener.subscribe("room")
+    for index in range(6):
+        sender.ws.send(
+            json.dumps({"event": "chat", "channel": "room", "data": str(index)})
+        )
+    got = until_pong(sender)
+    assert len(errors_in(got, 4301)) == 1, got
+    delivered = [m["data"] for m in until_pong(listener) if m.get("event") == "chat"]
+    assert delivered == ["0", "1", "2", "3", "4"], delivered
+    app.publish("room", "usable")
+    assert sender.expect("message", "room")["data"] == "usable"
+
+
+def test_presence_members_up_to_the_cap_then_4100(start_server, closing):
+    """`PUSHI_MAX_PRESENCE_MEMBERS` 2: a third user gets 4100 (over capacity,
+    retry later), the members are not told, a member's second connection and
+    the refused connection's other subscriptions are served."""
+    server = start_server(env={"PUSHI_MAX_PRESENCE_MEMBERS": "2"})
+    app = AppClient(server)
+    alice, bob, carol, alice2 = (app.socket() for _ in range(4))
+    closing.extend((alice, bob, carol, alice2))
+    alice.subscribe_signed(ROOM, presence_data("alice"))
+    bob.subscribe_signed(ROOM, presence_data("bob"))
+    alice.expect("pusher:member_added", ROOM)
+    carol.send(
+        "pusher:subscribe", {"channel": ROOM, **carol_auth(carol, ROOM, "carol")}
+    )
+    got = until_pong(carol)
+    refused = errors_in(got, 4100)
+    assert len(got) == 1 and len(refused) == 1, got
+    assert refused[0]["channel"] == ROOM, refused
+    assert_nothing(alice, "a refused member")
+    assert socket_channels(app, carol.socket_id) == []
+    members = alice2.subscribe_signed(ROOM, presence_data("alice"))["members"]
+    assert sorted(members) == ["alice", "bob"], members
+    carol.subscribe("lobby")
+    app.publish("lobby", "carol is served")
+    assert carol.expect("message", "lobby")["data"] == "carol is served"
+
+
+def carol_auth(client, channel: str, user_id: str) -> dict:
+    """The signed subscribe data of a presence join (without sending it)."""
+    data = json.dumps(presence_data(user_id))
+    return {
+        "auth": client.app.auth(client.socket_id, channel, data),
+        "channel_data": data,
+    }
+
+
+def test_peer_channels_up_to_the_cap_then_4004(start_server, closing):
+    """`PUSHI_MAX_PEER_CHANNELS` 1: a peer joiner that would open 2 pairs is
+    refused (4004, nothing joined), one that opens 1 is served."""
+    server = start_server(env={"PUSHI_MAX_PEER_CHANNELS": "1"})
+    app = AppClient(server)
+    host, first, second = app.socket(), app.socket(), app.socket()
+    closing.extend((host, first, second))
+    host.subscribe_signed(ROOM, presence_data("host"))
+    first.subscribe_signed(ROOM, presence_data("first", peer=True))
+    assert socket_channels(app, first.socket_id) == [ROOM, "peer-room:first&host"]
+    host.expect("pusher:member_added", ROOM)
+    second.send(
+        "pusher:subscribe",
+        {"channel": ROOM, **peer_auth(second, ROOM, "second")},
+    )
+    got = until_pong(second)
+    refused = errors_in(got, 4004)
+    assert len(got) == 1 and len(refused) == 1 and refused[0]["channel"] == ROOM, got
+    assert socket_channels(app, second.socket_id) == []
+    assert_nothing(host, "a refused peer joiner")
+    second.subscribe("lobby")
+    assert socket_channels(app, second.socket_id) == ["lobby"]
+
+
+def peer_auth(client, channel: str, user_id: str) -> dict:
+    """The signed subscribe data of a presence join (without sending it)."""
+    data = json.dumps(presence_data(user_id, peer=True))
+    return {
+        "auth": client.app.auth(client.socket_id, channel, data),
+        "channel_data": data,
+    }
+
+
+def test_sockets_are_listed_in_pages(app, closing):
+    """`GET /sockets?skip=&count=`: connection order, count clamped to 1..1000."""
+    clients = [app.socket() for _ in range(3)]
+    closing.extend(clients)
+    ids = [client.socket_id for client in clients]
+
+    def page(**params) -> list[str]:
+        response = app.request("GET", "sockets", params=params)
+        assert response.status_code == 200, response.text
+        assert list(response.json()) == ["sockets"], response.json()
+        return [entry["socket_id"] for entry in response.json()["sockets"]]
+
+    every = page()
+    assert [i for i in every if i in ids] == ids
+    mine = every.index(ids[0])
+    assert page(skip=mine, count=2) == ids[:2]
+    assert page(skip=mine + 2, count=2)[:1] == ids[2:]
+    assert page(skip=mine, count=0) == ids[:1], "count is at least 1"
+    assert page(count=10**6) == every, "count is at most 1,000"
+    response = app.request("GET", "sockets", params={"count": "many"})
+    assert_rest_error(response, 400, "GET /sockets?count=many")

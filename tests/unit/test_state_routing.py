@@ -134,7 +134,7 @@ def test_channel_limit_refuses_the_extra_channel_only():
 
 
 def test_request_rate_refuses_past_the_burst():
-    harness = Harness(request_rate=3)
+    harness = Harness(request_rate=3, request_burst=3, max_channels=3)
     alice = harness.connect()
     for name in ("a", "b", "c", "d"):
         harness.subscribe(alice, name)

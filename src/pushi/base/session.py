@@ -57,19 +57,20 @@ class Transport(typing.Protocol):
 
 
 class RateLimit:
-    """A token bucket: `rate` actions a second, bursts up to `rate`."""
+    """A token bucket: `rate` actions a second, bursts up to `burst` (`rate`)."""
 
-    __slots__ = ("rate", "tokens", "stamp")
+    __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, burst: int | None = None) -> None:
         self.rate = rate
-        self.tokens = float(rate)
+        self.burst = max(rate, burst or 0)
+        self.tokens = float(self.burst)
         self.stamp = time.monotonic()
 
     def allow(self) -> bool:
         """Takes a token if there is one."""
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
             return False
@@ -89,6 +90,7 @@ class Session:
         "users",
         "channel_data",
         "peers",
+        "direct",
         "client_events",
         "open",
         "reads",
@@ -102,6 +104,7 @@ class Session:
         transport: Transport,
         rate: int,
         request_rate: int,
+        request_burst: int | None = None,
     ) -> None:
         self.socket_id = socket_id
         self.app = app
@@ -118,9 +121,11 @@ class Session:
         self.channel_data: dict[str, dict] = {}
         # presence channel -> peer channels joined through it
         self.peers: dict[str, set[str]] = {}
+        # channels in `channels` with DIRECT among their reasons (kept by State)
+        self.direct = 0
         self.client_events = RateLimit(rate)
         # subscribe, unsubscribe and latest: each may cost a database read
-        self.requests = RateLimit(request_rate)
+        self.requests = RateLimit(request_rate, request_burst)
         self.reads = 0  # store reads in flight for this socket
         self.open = True
 
@@ -129,9 +134,12 @@ class Session:
         return channel in self.channels
 
     def subscriptions(self) -> int:
-        """Channels the socket subscribed to itself (the per-socket limit)."""
-        direct = sum(1 for reasons in self.channels.values() if DIRECT in reasons)
-        return direct + len(self.personal)
+        """Channels the socket subscribed to itself (the per-socket limit), O(1)."""
+        return self.direct + len(self.personal)
+
+    def peer_channels(self) -> int:
+        """Peer channels the socket is in, through all its presence channels."""
+        return sum(map(len, self.peers.values()))
 
     def describe(self) -> dict:
         """A JSON-ready summary for the REST `/sockets` routes."""
