@@ -34,12 +34,13 @@ import time
 import typing
 import uuid
 
+from ..store.worker import StoreError
 from . import auth, strict_json
 from .channels import AppState, Channel, Member
 from .session import DIRECT, Outgoing, Session, Transport
 
 if typing.TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Store, Ticket
     from .config import Settings
 
 LOGGER = logging.getLogger("pushi")
@@ -716,16 +717,21 @@ class State:
             self._refuse(session, error, channel)
             return
         exclude = None if echo else session.socket_id
-        self._trigger(
-            session.app,
-            (channel,),
-            event,
-            data,
-            {},
-            persist,
-            session.socket_id,
-            exclude,
-        )
+        try:
+            self._trigger(
+                session.app,
+                (channel,),
+                event,
+                data,
+                {},
+                persist,
+                session.socket_id,
+                exclude,
+            )
+        except StoreError:
+            # the store queue is full: refused, and delivered to nobody
+            error = StateError(ERROR_GENERIC, "server busy, event not sent")
+            self._refuse(session, error, channel)
 
     def publish(
         self,
@@ -735,20 +741,28 @@ class State:
         data: typing.Any,
         body: dict | None = None,
         persist: bool = True,
-    ) -> None:
-        """Publishes a back end's event: `body` (the whole request) goes along."""
+    ) -> Ticket | None:
+        """Publishes a back end's event: `body` (the whole request) goes along.
+
+        :returns: With `persist`, the ticket that completes once the event is
+            committed (the REST answer waits for it), else None.
+        :raises StoreError: The store queue is full: nothing was delivered.
+        """
         app = self.apps.get(app_id)
         if app is None:
             raise StateError(ERROR_UNKNOWN_APP, "unknown app")
-        self._trigger(app, channels, event, data, body or {}, persist, None, None)
+        return self._trigger(
+            app, channels, event, data, body or {}, persist, None, None
+        )
 
     def _trigger(self, app, channels, event, data, body, persist, owner_id, exclude):
         """Stores one event (one record per channel), then delivers it.
 
         Queued for storage first, so that a reader who saw a delivery and asks
-        the store (which answers after the writes queued before it) finds it.
-        A socket in several of the channels gets one copy, tagged with the
-        first listed channel it is in.
+        the store (which answers after the writes queued before it) finds it;
+        a full queue raises `StoreError` before anything is delivered. A socket
+        in several of the channels gets one copy, tagged with the first listed
+        channel it is in. Returns the storage ticket (None without `persist`).
         """
         encoded = encode_data(data)
         messages = []
@@ -762,14 +776,14 @@ class State:
                 message["mid"] = str(uuid.uuid4())
                 message["timestamp"] = time.time()
             messages.append(message)
-        if persist:
-            self.store.persist(app.ident, messages, owner_id)
+        ticket = self.store.persist(app.ident, messages, owner_id) if persist else None
         seen: set[str] | None = set() if len(channels) > 1 else None
         for message in messages:
             channel = app.channels.get(message["channel"])
             if channel is not None and channel.sessions:
                 text = json.dumps(message, separators=(",", ":")).encode()
                 self._deliver(channel, Outgoing(text), exclude, seen)
+        return ticket
 
     def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
         """Hands one encoded event to each of a channel's sockets (a snapshot)."""
