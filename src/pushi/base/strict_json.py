@@ -50,9 +50,10 @@ _STRUCTURE = b'[]{}"\\' + _ESCAPE_LETTERS
 _STRUCTURE_MAP = bytes.maketrans(b"{}D", b"[]d")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
 _ONLY_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}"')
-# digits as 0, E and + as e: `0` x 19 is a long number, `e000` a long exponent
-# (`e+400`: `ee000`)
-_SCAN = bytes.maketrans(b"123456789E+", b"000000000ee")
+# digits as 0, E and + as e, D as d, curly brackets as square ones: `0` x 19 is
+# a long number, `e000` a long exponent (`e+400`: `ee000`), `\\ud` maybe a
+# surrogate escape, `[` counts the openings
+_SCAN = bytes.maketrans(b"123456789E+D{}", b"000000000eed[]")
 _FEW_SURROGATES = 64
 _LONG_DIGITS = b"0" * 19
 _LONG_EXPONENT = b"e000"
@@ -121,11 +122,12 @@ def _lone_surrogate(encoded: bytes) -> bool | None:
     checks the decoded strings instead).
     """
     masked = _masked(encoded, False)
-    escapes = masked.count(b"\\ud") + masked.count(b"\\uD")
-    if not escapes:
-        return False
-    if escapes > _FEW_SURROGATES:
-        return None
+    if len(masked) > _FEW_SURROGATES * 12:
+        escapes = masked.count(b"\\ud") + masked.count(b"\\uD")
+        if not escapes:
+            return False
+        if escapes > _FEW_SURROGATES:
+            return None
     return _LONE_SURROGATE.search(masked) is not None
 
 
@@ -142,8 +144,8 @@ def loads(text: str | bytes) -> typing.Any:
         raise ValueError("nested too deep") from None
     # strict: a raw lone surrogate has no UTF-8 form either
     encoded = text.encode("utf-8")
-    structure = encoded.translate(_STRUCTURE_MAP, _NOT_STRUCTURE)
-    if structure.find(b"\\ud") >= 0:
+    scan = encoded.translate(_SCAN)
+    if scan.find(b"\\ud") >= 0:
         lone = _lone_surrogate(encoded)
         if lone is None:
             try:
@@ -152,9 +154,10 @@ def loads(text: str | bytes) -> typing.Any:
                 lone = True
         if lone:
             raise ValueError("lone surrogate in a string")
-    if structure.count(b"[") > MAX_DEPTH and _too_deep(_masked(structure, True)):
+    if scan.count(b"[") > MAX_DEPTH and _too_deep(
+        _masked(encoded.translate(_STRUCTURE_MAP, _NOT_STRUCTURE), True)
+    ):
         raise ValueError("nested too deep")
-    scan = encoded.translate(_SCAN)
     if scan.find(_LONG_DIGITS) >= 0 or scan.find(_LONG_EXPONENT) >= 0:
         # maybe a number out of range: look outside strings, then decode again
         # with the checks the long numbers need (rare: only such texts pay)
