@@ -272,8 +272,10 @@ def new_client_is_served(app: AppClient, survivors: set[str]) -> Client:
 
 @pytest.fixture
 def storm_app(start_server) -> AppClient:
-    """An app on a private server (process-wide counts are this test's)."""
-    return AppClient(start_server())
+    """An app on a private server (process-wide counts are this test's), whose
+    presence room takes every storm socket (past PUSHI_MAX_PRESENCE_MEMBERS)."""
+    env = {"PUSHI_MAX_PRESENCE_MEMBERS": str(10 * PRESENCE_SOCKETS)}
+    return AppClient(start_server(env=env))
 
 
 def test_mass_reset_while_publishing(storm_app, closing):
