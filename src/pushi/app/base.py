@@ -15,6 +15,7 @@ import appier
 import appier_extras
 
 from ..store import StoreError
+from .acknowledge import Acknowledging
 
 if typing.TYPE_CHECKING:
     from ..base.config import Settings
@@ -49,6 +50,9 @@ class PushiApp(appier.APIApp):
             adapter_c=self._adapter_class(settings),
         )
         appier.error_handler(403)(self.to_signin)
+        # every server Appier or the runner builds takes `self.application`: a
+        # persisted publish answers there once its commit is done
+        self.application = Acknowledging(self.application)
 
     @staticmethod
     def _adapter_class(settings: Settings):
