@@ -34,9 +34,9 @@ import time
 import typing
 import uuid
 
-from ..store.worker import StoreError
 from . import auth, strict_json
 from .channels import AppState, Channel, Member
+from .errors import StoreError
 from .session import DIRECT, Outgoing, Session, Transport
 
 if typing.TYPE_CHECKING:

@@ -23,6 +23,8 @@ import threading
 import time
 import typing
 
+from ..base.errors import StoreError
+
 LOGGER = logging.getLogger("pushi")
 
 BATCH = 500
@@ -40,10 +42,6 @@ PRUNE_BATCH = 1000
 _EVENT = "event"
 _CALL = "call"
 _STOP = "stop"
-
-
-class StoreError(Exception):
-    """The store could not take or run a request."""
 
 
 class Ticket:
