@@ -329,6 +329,32 @@ def closing():
             pass
 
 
+def rss_kib(server: Server) -> int:
+    """A server process's resident memory (VmRSS), in KiB."""
+    with open("/proc/%d/status" % server.process.pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for the server")
+
+
+def parse_response(received: bytes):
+    """`(status, headers, body, rest)` of the first whole HTTP response in
+    `received` (header names lower-case), or None while it is incomplete."""
+    if b"\r\n\r\n" not in received:
+        return None
+    head, rest = received.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "-1"))
+    if not 0 <= length <= len(rest):
+        return None
+    return int(lines[0].split(" ")[1]), headers, rest[:length], rest[length:]
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses (app names are unique on a server)."""
     return "%s-%s" % (prefix, secrets.token_hex(4))

@@ -17,7 +17,7 @@ import ssl
 import time
 
 import pytest
-from conftest import SSL_DIR, AppClient, Server
+from conftest import SSL_DIR, AppClient, Server, parse_response, rss_kib
 
 LIMIT = 4096
 WAIT = 5.0
@@ -97,17 +97,10 @@ class Raw:
     def response(self) -> tuple[int, dict, bytes]:
         """The next response: status, headers (lower-case names), body."""
         while True:
-            if b"\r\n\r\n" in self.received:
-                head, rest = self.received.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "-1"))
-                if 0 <= length <= len(rest):
-                    self.received = rest[length:]
-                    return int(lines[0].split(" ")[1]), headers, rest[:length]
+            parsed = parse_response(self.received)
+            if parsed is not None:
+                status, headers, body, self.received = parsed
+                return status, headers, body
             chunk = self._recv()
             if not chunk:
                 raise AssertionError(
@@ -142,15 +135,6 @@ def raw(bounded):
     yield open_raw
     for connection in opened:
         connection.close()
-
-
-def rss_kib(server: Server) -> int:
-    """The server process's resident memory, in KiB."""
-    with open("/proc/%d/status" % server.process.pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for the server")
 
 
 def assert_refused(status, headers, body, code: int, what: str, session=None) -> dict:

@@ -27,7 +27,7 @@ import threading
 
 import pytest
 import requests
-from conftest import AppClient, assert_nothing, until_pong
+from conftest import AppClient, assert_nothing, parse_response, until_pong
 from test_channels import assert_error, socket_channels, unstamped
 from test_websocket import (
     OP_PING,
@@ -117,16 +117,9 @@ def http_exchange(server, request: bytes) -> tuple[int, dict, bytes]:
         sock.sendall(request)
         received = b""
         while True:
-            if b"\r\n\r\n" in received:
-                head, body = received.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "-1"))
-                if 0 <= length <= len(body):
-                    return int(lines[0].split(" ")[1]), headers, body[:length]
+            parsed = parse_response(received)
+            if parsed is not None:
+                return parsed[:3]
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import wsproto.frame_protocol as fp
-from conftest import WAIT_SECONDS, AppClient, Server
+from conftest import WAIT_SECONDS, AppClient, Server, rss_kib
 
 LIMIT = 1024
 """ PUSHI_MAX_MESSAGE of the private server """
@@ -169,15 +169,6 @@ def ping_of(size: int) -> str:
     text = json.dumps({"event": "pusher:ping", "data": {"pad": "x" * (size - bare)}})
     assert len(text) == size
     return text
-
-
-def rss_kib(server: Server) -> int:
-    """The server process's resident memory (VmRSS), in KiB."""
-    with open("/proc/%d/status" % server.process.pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 # -- message size ------------------------------------------------------------------
