@@ -8,6 +8,10 @@ if typing.TYPE_CHECKING:
     from .session import Session
 
 
+DEFAULT_MAX_PAYLOAD = 10240
+""" Bytes of an event payload an app accepts unless it says otherwise (Pusher's) """
+
+
 class Channel:
     """One channel of one app: who is joined and, for presence, who is present."""
 
@@ -41,15 +45,39 @@ class Member:
 
 
 class AppState:
-    """The live state of one app: credentials, channels and sockets."""
+    """The live state of one app: credentials, settings, channels and sockets.
 
-    __slots__ = ("ident", "key", "secret", "name", "channels", "personal", "sessions")
+    `app_id` is the numeric id the Pusher HTTP API names the app by; the
+    settings after it are those of the Pusher dialect and HTTP API (per app,
+    Pusher's defaults): client events allowed, the largest event payload in
+    bytes, whether Pusher-API publishes are stored, and the webhooks wanted.
+    """
+
+    __slots__ = (
+        "ident",
+        "key",
+        "secret",
+        "name",
+        "app_id",
+        "client_events",
+        "max_payload",
+        "persist",
+        "webhooks",
+        "channels",
+        "personal",
+        "sessions",
+    )
 
     def __init__(self, ident: str, key: str, secret: str, name: str = "") -> None:
         self.ident = ident
         self.key = key
         self.secret = secret
         self.name = name
+        self.app_id = ""
+        self.client_events = True
+        self.max_payload = DEFAULT_MAX_PAYLOAD
+        self.persist = False
+        self.webhooks: list[dict] = []
         self.channels: dict[str, Channel] = {}
         # personal-<user_id> -> its subscribed sockets; apart from `channels`
         # because a personal channel is never joined itself: nothing published

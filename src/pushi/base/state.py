@@ -35,7 +35,7 @@ import typing
 import uuid
 
 from . import auth, strict_json
-from .channels import AppState, Channel, Member
+from .channels import DEFAULT_MAX_PAYLOAD, AppState, Channel, Member
 from .errors import StoreError
 from .session import DIRECT, Outgoing, Session, Transport
 
@@ -108,6 +108,7 @@ class State:
         self.store = store
         self.apps: dict[str, AppState] = {}  # ident -> live state
         self.keys: dict[str, AppState] = {}  # key -> live state
+        self.app_ids: dict[str, AppState] = {}  # numeric app_id -> live state
         # key -> when its "unknown" answer expires: a client retrying a bad key
         # must not cost a store read each time (bounded, oldest dropped first)
         self.unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
@@ -156,16 +157,30 @@ class State:
             self.app_changed(app)
 
     def app_changed(self, app: dict) -> None:
-        """Creates or refreshes an app's credentials, keeping its live channels."""
+        """Creates or refreshes an app's credentials and settings, keeping its
+        live channels. `app` holds `ident`, `key`, `secret` and optionally
+        `name`, `app_id` and the settings of `AppState`."""
         current = self.apps.get(app["ident"])
         if current is None:
             current = AppState(app["ident"], app["key"], app["secret"])
             self.apps[current.ident] = current
         self.keys.pop(current.key, None)
+        self.app_ids.pop(current.app_id, None)
         self.unknown.pop(app["key"], None)
         current.key, current.secret = app["key"], app["secret"]
         current.name = app.get("name", "")
+        current.app_id = str(app.get("app_id") or "")
+        current.client_events = bool(app.get("client_events", True))
+        current.max_payload = int(app.get("max_payload") or DEFAULT_MAX_PAYLOAD)
+        current.persist = bool(app.get("persist", False))
+        current.webhooks = list(app.get("webhooks") or ())
         self.keys[current.key] = current
+        if current.app_id:
+            self.app_ids[current.app_id] = current
+
+    def app_by_id(self, app_id: str) -> AppState | None:
+        """The live app of a numeric `app_id` (the Pusher HTTP API's name)."""
+        return self.app_ids.get(app_id)
 
     # -- talking to connections ---------------------------------------------------
 
