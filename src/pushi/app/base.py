@@ -15,6 +15,7 @@ import appier
 import appier_extras
 
 from ..store import StoreError
+from . import speedups
 from .acknowledge import Acknowledging
 
 if typing.TYPE_CHECKING:
@@ -35,6 +36,7 @@ class PushiApp(appier.APIApp):
     """REST API (HTTP → controller → State) and the admin back-office at /admin."""
 
     def __init__(self, state: State, store: Store, settings: Settings) -> None:
+        speedups.install()
         self.state = state
         self.store = store
         self.settings = settings
