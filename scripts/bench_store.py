@@ -170,6 +170,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _cpu_seconds(pid: int, at: float | None = None) -> float:
+    """User + system CPU seconds of a process so far (at `at` if given)."""
+    if at is not None:
+        while time.time() < at:
+            time.sleep(0.001)
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _publisher(args: tuple) -> tuple[int, int, list[float]]:
     """One process of publishers: (committed, refused, latencies in s)."""
     import http.client
@@ -267,10 +277,12 @@ def serve_bench(clients: int, processes: int, seconds: float) -> None:
         ]
         start_at = time.time() + 1.0
         with multiprocessing.Pool(processes) as pool:
+            cpu_before = _cpu_seconds(server.pid, start_at)
             parts = pool.map(
                 _publisher,
                 [(app_port, sid, share, seconds, start_at) for share in shares],
             )
+            cpu_used = _cpu_seconds(server.pid) - cpu_before
         done = sum(p[0] for p in parts)
         refused = sum(p[1] for p in parts)
         latencies = sorted(x for p in parts for x in p[2])
@@ -291,6 +303,11 @@ def serve_bench(clients: int, processes: int, seconds: float) -> None:
         "persisted REST events: %d committed (%.0f events/s), %d refused"
         % (done, done / seconds, refused)
     )
+    if done:
+        print(
+            "server CPU: %.0f µs per committed event (%.0f%% of one core)"
+            % (cpu_used / done * 1e6, cpu_used / seconds * 100)
+        )
     if latencies:
 
         def pick(q: float) -> float:
