@@ -11,18 +11,33 @@ CHANNEL_NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,200}")
 """ Pushi channel names: what apps use today (`+`, `/`, `#`, non-ASCII letters...),
 1 to 200 characters with no whitespace and no control character (contract §4.14) """
 APP_KEY = re.compile(r"[0-9a-f]{64}")
+""" Keys of apps created through `POST /apps` """
+ANY_APP_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+""" Keys an app may have: generated ones and those of apps declared in configuration """
 
 PUBLIC = "public"
 PRIVATE = "private"
 PRESENCE = "presence"
 PERSONAL = "personal"
 PEER = "peer"
+USER = "user"
+
+USER_PREFIX = "#server-to-user-"
+""" The channel of a signed-in user's own events (Pusher's send-to-user) """
 
 _PREFIXES = (
     ("private-", PRIVATE),
     ("presence-", PRESENCE),
     ("personal-", PERSONAL),
     ("peer-", PEER),
+    (USER_PREFIX, USER),
+)
+
+_CACHE_PREFIXES = (
+    "cache-",
+    "private-cache-",
+    "private-encrypted-cache-",
+    "presence-cache-",
 )
 
 
@@ -32,6 +47,23 @@ def channel_kind(channel: str) -> str:
         if channel.startswith(prefix):
             return kind
     return PUBLIC
+
+
+def is_cache(channel: str) -> bool:
+    """Whether a channel keeps its last event for new subscribers: Pusher's
+    cache channels, `cache-`, `private-cache-`, `private-encrypted-cache-` and
+    `presence-cache-`."""
+    return channel.startswith(_CACHE_PREFIXES)
+
+
+def is_encrypted(channel: str) -> bool:
+    """Whether a channel carries end-to-end encrypted payloads (never read here)."""
+    return channel.startswith("private-encrypted-")
+
+
+def user_channel(user_id: str) -> str:
+    """The channel a signed-in user's sockets receive their own events on."""
+    return USER_PREFIX + user_id
 
 
 def valid_channel(channel: object) -> bool:
@@ -98,6 +130,21 @@ def verify_channel_auth(
     if not isinstance(auth, str):
         return False
     expected = channel_auth(key, secret, socket_id, channel, channel_data)
+    return hmac.compare_digest(expected.encode(), auth.encode())
+
+
+def user_auth(key: str, secret: str, socket_id: str, user_data: str) -> str:
+    """The `auth` value of a `pusher:signin`: signs `<socket_id>::user::<user_data>`."""
+    return f"{key}:{sign(secret, f'{socket_id}::user::{user_data}')}"
+
+
+def verify_user_auth(
+    key: str, secret: str, socket_id: str, user_data: str, auth: object
+) -> bool:
+    """Checks a `pusher:signin`'s `auth` value in constant time."""
+    if not isinstance(auth, str):
+        return False
+    expected = user_auth(key, secret, socket_id, user_data)
     return hmac.compare_digest(expected.encode(), auth.encode())
 
 

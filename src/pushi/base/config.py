@@ -57,6 +57,8 @@ class Settings:
     store_queue: int = 100_000
     event_ttl: float = 0.0
     max_events: int = 0
+    activity_timeout: int = 120
+    pong_timeout: float = 30.0
 
     @property
     def request_bucket(self) -> int:
@@ -97,6 +99,8 @@ class Settings:
             store_queue=conf("PUSHI_STORE_QUEUE", 100_000, cast=int),
             event_ttl=conf("PUSHI_EVENT_TTL", 0.0, cast=float),
             max_events=conf("PUSHI_MAX_EVENTS", 0, cast=int),
+            activity_timeout=conf("PUSHI_ACTIVITY_TIMEOUT", 120, cast=int),
+            pong_timeout=conf("PUSHI_PONG_TIMEOUT", 30.0, cast=float),
         )
         values.update(overrides)
         if values["registration"] not in ("open", "admin"):

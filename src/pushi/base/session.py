@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import typing
 
+from . import auth
+
 if typing.TYPE_CHECKING:
     from .channels import AppState
 
@@ -55,6 +57,67 @@ class Transport(typing.Protocol):
     def drop(self) -> None:
         """Closes the connection once the current dispatch is over."""
 
+    # the Pusher dialect's replies (State calls them only for sessions whose
+    # Rules ask for them: a Pushi transport need not have them)
+
+    def subscription_error(self, code: int, message: str, channel: str | None) -> None:
+        """Reports a refused subscription (`Rules.refused_subscription`)."""
+
+    def signed_in(self, user_data: str) -> None:
+        """Confirms a `pusher:signin`; `user_data` as the client sent it."""
+
+    def cache_miss(self, channel: str) -> None:
+        """Tells a cache channel's new subscriber that nothing is cached."""
+
+    def terminate(self, code: int, message: str) -> None:
+        """Closes the connection with a close code, after the current dispatch."""
+
+
+class Rules:
+    """What State asks a session's dialect: the rules that differ between dialects.
+
+    State stays the one router; where the dialects' rules differ it asks the
+    session's Rules instead of branching on a dialect. These defaults are the
+    Pushi dialect's (pushi-contract.md): uuid4 socket ids, Pushi channel names,
+    any client event name on any joined channel, echo and persistence as the
+    frame asks, refusals as `pusher:error`. The Pusher dialect subclasses it
+    (net/dialects/pusher.py).
+    """
+
+    name = "pushi"
+    # the Transport method a refused subscription is reported through
+    refused_subscription = "error"
+    # whether `cache-` channels replay their last event on subscribe
+    cache_channels = False
+    # client events: echo on request, stored on request, sender's user_id added
+    echo_client_events = True
+    persist_client_events = True
+    client_user_id = False
+    # client events a second (None: the process's PUSHI_CLIENT_EVENT_RATE)
+    client_event_rate: int | None = None
+
+    def new_socket_id(self) -> str:
+        """A fresh random socket id (State retries the rare collision)."""
+        return auth.new_socket_id()
+
+    def valid_channel(self, channel: object) -> bool:
+        """Whether a value is a channel name this dialect accepts."""
+        return auth.valid_channel(channel)
+
+    def refuse_client_event(
+        self, session: "Session", channel: str, event: str, data: typing.Any
+    ) -> tuple[int, str] | None:
+        """`(code, message)` when a client event on a joined channel is refused.
+
+        State has checked the name is no protocol event and the socket joined
+        the channel; this adds the dialect's own rules (None: accepted).
+        """
+        return None
+
+
+PUSHI_RULES = Rules()
+""" The Pushi dialect's rules, the default of every session """
+
 
 class RateLimit:
     """A token bucket: `rate` actions a second, bursts up to `burst` (`rate`)."""
@@ -95,6 +158,8 @@ class Session:
         "open",
         "reads",
         "requests",
+        "rules",
+        "user_id",
     )
 
     def __init__(
@@ -105,6 +170,7 @@ class Session:
         rate: int,
         request_rate: int,
         request_burst: int | None = None,
+        rules: Rules = PUSHI_RULES,
     ) -> None:
         self.socket_id = socket_id
         self.app = app
@@ -128,6 +194,10 @@ class Session:
         self.requests = RateLimit(request_rate, request_burst)
         self.reads = 0  # store reads in flight for this socket
         self.open = True
+        # the rules of the socket's dialect, and the user it signed in as
+        # (`pusher:signin`; None until then)
+        self.rules = rules
+        self.user_id: str | None = None
 
     def joined(self, channel: str) -> bool:
         """Whether the socket receives the channel's events, for any reason."""

@@ -37,7 +37,7 @@ import uuid
 from . import auth, strict_json
 from .channels import DEFAULT_MAX_PAYLOAD, AppState, Channel, Member
 from .errors import StoreError
-from .session import DIRECT, Outgoing, Session, Transport
+from .session import DIRECT, PUSHI_RULES, Outgoing, Rules, Session, Transport
 
 if typing.TYPE_CHECKING:
     from ..store import Store, Ticket
@@ -52,6 +52,14 @@ SOCKETS_PAGE = 1000
 
 UNKNOWN_KEY_SECONDS = 5.0
 UNKNOWN_KEYS = 10_000
+
+CACHE_CHANNELS = 10_000
+""" Cache channels whose last event is kept (all apps; the least recent go first) """
+CACHE_SECONDS = 30 * 60.0
+""" How long a cache channel's last event is replayed (Pusher keeps it 30 minutes) """
+
+SIGNIN = "signin"
+""" The reason a signed-in socket is joined to its user's channel """
 
 # error codes of the protocol (Pusher's ranges, see protocol.md §2)
 ERROR_GENERIC = 4000
@@ -115,6 +123,9 @@ class State:
         self._call_soon: typing.Callable[[typing.Callable[[], None]], None] | None
         self._call_soon = None
         self._loop_thread: int | None = None
+        # (app ident, cache channel) -> (expiry, encoded last event), LRU order
+        self.cache: collections.OrderedDict[tuple[str, str], tuple[float, bytes]]
+        self.cache = collections.OrderedDict()
 
     # -- the loop ---------------------------------------------------------------
 
@@ -206,16 +217,24 @@ class State:
 
     # -- connections ------------------------------------------------------------
 
-    def connect(self, app_key: str, transport: Transport, done: typing.Callable):
+    def connect(
+        self,
+        app_key: str,
+        transport: Transport,
+        done: typing.Callable,
+        rules: Rules = PUSHI_RULES,
+    ):
         """Opens a session for a socket; `done(session | None)` once the app is known.
 
-        Apps created by another process are not in memory yet, so a miss asks the
-        store (off the loop) before refusing the key.
+        `rules` are those of the socket's dialect. Apps created by another
+        process are not in memory yet, so a miss asks the store (off the loop)
+        before refusing the key.
         """
         app = self.keys.get(app_key)
         known_bad = self.unknown.get(app_key, 0) > time.monotonic()
-        if app is not None or known_bad or not auth.APP_KEY.fullmatch(app_key or ""):
-            done(self._open(app, transport))
+        well_formed = auth.ANY_APP_KEY.fullmatch(app_key or "")
+        if app is not None or known_bad or not well_formed:
+            done(self._open(app, transport, rules))
             return
 
         def found(result, error) -> None:
@@ -226,23 +245,26 @@ class State:
                 self.unknown.move_to_end(app_key)
                 while len(self.unknown) > UNKNOWN_KEYS:
                     self.unknown.popitem(last=False)
-            done(self._open(self.keys.get(app_key), transport))
+            done(self._open(self.keys.get(app_key), transport, rules))
 
         self.store.submit(self.store.find_app, (app_key,), found)
 
-    def _open(self, app: AppState | None, transport: Transport) -> Session | None:
+    def _open(
+        self, app: AppState | None, transport: Transport, rules: Rules
+    ) -> Session | None:
         if app is None:
             return None
-        socket_id = auth.new_socket_id()
+        socket_id = rules.new_socket_id()
         while socket_id in app.sessions:
-            socket_id = auth.new_socket_id()
+            socket_id = rules.new_socket_id()
         session = Session(
             socket_id,
             app,
             transport,
-            self.settings.client_event_rate,
+            rules.client_event_rate or self.settings.client_event_rate,
             self.settings.request_rate,
             self.settings.request_bucket,
+            rules,
         )
         app.sessions[socket_id] = session
         return session
@@ -310,10 +332,12 @@ class State:
             self._admit(session)
             self._subscribe(session, channel, auth_value, channel_data)
         except StateError as error:
-            self._refuse(session, error, channel)
+            # the dialect says how: Pushi's pusher:error, Pusher's subscription_error
+            method = session.rules.refused_subscription
+            self._tell(session, method, error.code, error.message, _named(channel))
 
     def _subscribe(self, session, channel, auth_value, channel_data) -> None:
-        if not auth.valid_channel(channel):
+        if not session.rules.valid_channel(channel):
             raise StateError(ERROR_GENERIC, "invalid channel name")
         kind = auth.channel_kind(channel)
         again = (
@@ -326,13 +350,20 @@ class State:
         if kind == auth.PRESENCE:
             self._subscribe_presence(session, channel, auth_value, channel_data)
             return
-        if kind != auth.PUBLIC:
+        if kind == auth.USER:
+            # only the user signed in on this socket: no signature to check
+            if session.user_id is None or channel != auth.user_channel(session.user_id):
+                raise StateError(
+                    ERROR_UNAUTHORIZED, "a user's channel needs that user signed in"
+                )
+        elif kind != auth.PUBLIC:
             self._check_auth(session, channel, auth_value, None)
         if kind == auth.PERSONAL:
             self._subscribe_personal(session, channel)
             return
         self._join(session, channel, DIRECT)
         self._tell(session, "subscribed", channel, self._info(session.app, channel))
+        self._replay_cache(session, channel)
 
     def _check_auth(self, session, channel, auth_value, channel_data) -> None:
         app = session.app
@@ -422,6 +453,7 @@ class State:
             if data.get("peer"):
                 self._join_peers(session, channel, user_id, first)
         self._tell(session, "subscribed", channel, self._info(session.app, channel))
+        self._replay_cache(session, channel)
 
     def _member_sessions(self, app: AppState, channel: Channel) -> list[Session]:
         """The member connections of a presence channel (a snapshot)."""
@@ -542,7 +574,7 @@ class State:
         """
         try:
             self._admit(session)
-            if not auth.valid_channel(channel):
+            if not session.rules.valid_channel(channel):
                 raise StateError(ERROR_GENERIC, "invalid channel name")
             if auth.channel_kind(channel) == auth.PERSONAL:
                 self._check_reads(session)
@@ -721,25 +753,31 @@ class State:
                 session, StateError(ERROR_GENERIC, "reserved event name"), channel
             )
             return
-        if not auth.valid_channel(channel) or not session.joined(channel):
+        rules = session.rules
+        if not rules.valid_channel(channel) or not session.joined(channel):
             error = StateError(
                 ERROR_UNAUTHORIZED, "client events need a subscribed channel"
             )
             self._refuse(session, error, channel)
             return
+        refusal = rules.refuse_client_event(session, channel, event, data)
+        if refusal is not None:
+            self._refuse(session, StateError(*refusal), channel)
+            return
         if not session.client_events.allow():
             error = StateError(ERROR_RATE, "client event rate limit exceeded")
             self._refuse(session, error, channel)
             return
-        exclude = None if echo else session.socket_id
+        exclude = None if echo and rules.echo_client_events else session.socket_id
+        user_id = session.users.get(channel) if rules.client_user_id else None
         try:
             self._trigger(
                 session.app,
                 (channel,),
                 event,
                 data,
-                {},
-                persist,
+                {"user_id": user_id} if user_id is not None else {},
+                persist and rules.persist_client_events,
                 session.socket_id,
                 exclude,
             )
@@ -794,11 +832,114 @@ class State:
         ticket = self.store.persist(app.ident, messages, owner_id) if persist else None
         seen: set[str] | None = set() if len(channels) > 1 else None
         for message in messages:
-            channel = app.channels.get(message["channel"])
-            if channel is not None and channel.sessions:
+            name = message["channel"]
+            channel = app.channels.get(name)
+            cached = auth.is_cache(name)
+            if cached or (channel is not None and channel.sessions):
                 text = json.dumps(message, separators=(",", ":")).encode()
-                self._deliver(channel, Outgoing(text), exclude, seen)
+                if cached:
+                    self._remember(app, name, text)
+                if channel is not None and channel.sessions:
+                    self._deliver(channel, Outgoing(text), exclude, seen)
         return ticket
+
+    # -- cache channels -------------------------------------------------------------
+
+    def _remember(self, app: AppState, channel: str, text: bytes) -> None:
+        """Keeps a cache channel's last event (bounded: the least recent go)."""
+        key = (app.ident, channel)
+        self.cache[key] = (time.monotonic() + CACHE_SECONDS, text)
+        self.cache.move_to_end(key)
+        while len(self.cache) > CACHE_CHANNELS:
+            self.cache.popitem(last=False)
+
+    def _replay_cache(self, session: Session, channel: str) -> None:
+        """Gives a cache channel's new subscriber its last event, or says none.
+
+        The same frame the channel's subscribers got (sessions of dialects
+        without cache channels get nothing: to them the name is plain).
+        """
+        if not session.rules.cache_channels or not auth.is_cache(channel):
+            return
+        if not session.open:
+            return
+        key = (session.app.ident, channel)
+        entry = self.cache.get(key)
+        if entry is not None and entry[0] < time.monotonic():
+            del self.cache[key]
+            entry = None
+        if entry is None:
+            self._tell(session, "cache_miss", channel)
+            return
+        try:
+            session.transport.deliver(Outgoing(entry[1]))
+        except Exception:
+            LOGGER.exception("failed delivering to %s", session.socket_id)
+            self._drop(session)
+
+    # -- users (Pusher's user authentication) -----------------------------------------
+
+    def signin(self, session: Session, auth_value: typing.Any, user_data: typing.Any):
+        """Handles `pusher:signin`: a signed `user_data` with an `id` names the
+        socket's user, whose channel (`#server-to-user-<id>`) it then receives."""
+        try:
+            self._admit(session)
+            user_id = self._signed_user(session, auth_value, user_data)
+        except StateError as error:
+            self._refuse(session, error, None)
+            return
+        session.user_id = user_id
+        self._join(session, auth.user_channel(user_id), SIGNIN)
+        self._tell(session, "signed_in", user_data)
+
+    def _signed_user(self, session: Session, auth_value, user_data) -> str:
+        if not isinstance(user_data, str):
+            raise StateError(ERROR_GENERIC, "user_data must be a JSON string")
+        app = session.app
+        if not auth.verify_user_auth(
+            app.key, app.secret, session.socket_id, user_data, auth_value
+        ):
+            raise StateError(ERROR_UNAUTHORIZED, "invalid signature for user")
+        try:
+            data = strict_json.loads(user_data)
+        except ValueError:
+            raise StateError(ERROR_GENERIC, "user_data is not valid JSON") from None
+        user_id = data.get("id") if isinstance(data, dict) else None
+        if (
+            not isinstance(user_id, str)
+            or not auth.valid_channel(auth.user_channel(user_id))
+            or user_id == ""
+        ):
+            raise StateError(ERROR_GENERIC, "user_data needs a string id")
+        if session.user_id is not None and session.user_id != user_id:
+            raise StateError(
+                ERROR_UNAUTHORIZED, "connection is signed in as another user"
+            )
+        return user_id
+
+    def user_sessions(self, app: AppState, user_id: str) -> list[Session]:
+        """The open sockets signed in as a user (a snapshot)."""
+        channel = app.channels.get(auth.user_channel(user_id))
+        if channel is None:
+            return []
+        return [
+            session
+            for session in tuple(channel.sessions.values())
+            if session.open and session.user_id == user_id
+        ]
+
+    def terminate_user(self, app: AppState, user_id: str) -> int:
+        """Closes every connection signed in as a user; returns how many.
+
+        The close happens after the current dispatch (the transport's
+        `terminate`), with 4009: the client must not reconnect unchanged.
+        """
+        sessions = self.user_sessions(app, user_id)
+        for session in sessions:
+            self._tell(
+                session, "terminate", ERROR_UNAUTHORIZED, "connection terminated"
+            )
+        return len(sessions)
 
     def _deliver(self, channel: Channel, outgoing: Outgoing, exclude, seen) -> None:
         """Hands one encoded event to each of a channel's sockets (a snapshot)."""

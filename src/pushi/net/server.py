@@ -16,6 +16,7 @@ import base64
 import binascii
 import logging
 import threading
+import time
 import typing
 
 import appier
@@ -43,6 +44,7 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_UNKNOWN_APP = 4001
+CLOSE_NO_PONG = 4201
 
 MAX_HANDSHAKE = 16 * 1024
 """ Default bytes of a handshake's request line and headers, blank line included """
@@ -59,14 +61,10 @@ TOO_LARGE = (
 MAX_EARLY = 10
 """ Messages kept while the app key is looked up; a client sending more is rude """
 
-COMMANDS = {
-    "pusher_subscribe": "subscribe",
-    "pusher_unsubscribe": "unsubscribe",
-    "pusher_latest": "latest",
-    "pusher_ping": "ping",
-    "pusher_pong": "pong",
-}
-""" Protocol commands by name, with `:` spelt `_` """
+SWEEPS_PER_TIMEOUT = 4
+""" Liveness sweeps per activity (or pong) timeout: how late a probe may be """
+
+PING_PAYLOAD = b"pushi"
 
 # server frames are never masked and we negotiate no extension, so a message's
 # frame is the same bytes for every recipient: encode it once for all of them
@@ -139,6 +137,9 @@ class PushiConnection(netius.Connection):
         self.dropping = False  # a close is scheduled for after this dispatch
         self.head: bytearray | None = bytearray()  # the handshake so far, bounded
         self.hanging_up = False  # closing: what arrives now is not read
+        # liveness: when the peer last sent anything, when it was probed since
+        self.heard = time.monotonic()
+        self.probed: float | None = None
 
     # -- the Transport State talks to ---------------------------------------------
 
@@ -153,7 +154,7 @@ class PushiConnection(netius.Connection):
         self.send_message(self.dialect.subscribed(channel, info))
 
     def unsubscribed(self, channel: str, info: dict) -> None:
-        """Reports a finished unsubscription."""
+        """Reports a finished unsubscription (if the dialect answers one)."""
         self.send_message(self.dialect.unsubscribed(channel, info))
 
     def member_added(self, channel: str, user_id: str, channel_data: dict) -> None:
@@ -172,6 +173,25 @@ class PushiConnection(netius.Connection):
         """Reports a refused request."""
         self.send_message(self.dialect.error(code, message, channel))
 
+    def subscription_error(self, code: int, message: str, channel: str | None) -> None:
+        """Reports a refused subscription the dialect's way (Pusher dialect)."""
+        self.send_message(self.dialect.subscription_error(code, message, channel))
+
+    def signed_in(self, user_data: str) -> None:
+        """Confirms a `pusher:signin`."""
+        self.send_message(self.dialect.signed_in(user_data))
+
+    def cache_miss(self, channel: str) -> None:
+        """Tells a cache channel's subscriber nothing was cached."""
+        self.send_message(self.dialect.cache_miss(channel))
+
+    def terminate(self, code: int, message: str) -> None:
+        """Closes with a close code once the current dispatch is over."""
+        if self.dropping:
+            return
+        self.dropping = True
+        self.owner.delay(lambda: self.close_ws(code, message))
+
     def drop(self) -> None:
         """Closes the connection on the next loop turn, never inside a dispatch.
 
@@ -185,9 +205,10 @@ class PushiConnection(netius.Connection):
 
     # -- writing --------------------------------------------------------------------
 
-    def send_message(self, message: dict) -> None:
-        """Encodes and writes one message to this connection only."""
-        self._write(text_frame(dialects.dumps(message).encode()))
+    def send_message(self, message: dict | None) -> None:
+        """Encodes and writes one message to this connection only (None: none)."""
+        if message is not None:
+            self._write(text_frame(dialects.dumps(message).encode()))
 
     def _write(self, data: bytes) -> None:
         if (
@@ -231,12 +252,42 @@ class PushiConnection(netius.Connection):
         self.disable_read()
         self.close(flush=True)
 
+    # -- liveness -------------------------------------------------------------------
+
+    def check_alive(self, now: float, idle: float, grace: float) -> None:
+        """Probes a peer silent for `idle` seconds; closes it (4201) when the
+        probe went unanswered for `grace` more.
+
+        The dialect's ping message (Pusher: `pusher:ping`), or an RFC 6455
+        ping frame when it has none (Pushi: its clients never see it, their
+        WebSocket answers it). Without this, a half-open connection would
+        stay a presence member until the kernel gave up on it.
+        """
+        if self.session is None or self.dropping or self.hanging_up:
+            return
+        if self.probed is not None:
+            if now - self.probed >= grace:
+                LOGGER.info("no pong from %s, closing", self.address)
+                self.close_ws(CLOSE_NO_PONG, "pong reply not received")
+            return
+        if now - self.heard < idle:
+            return
+        self.probed = now
+        message = self.dialect.ping()
+        if message is not None:
+            self.send_message(message)
+        elif self.ws.state == wsproto.ConnectionState.OPEN:
+            self._write(bytes(self.ws.send(ws_events.Ping(payload=PING_PAYLOAD))))
+
     # -- reading --------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Hands received bytes to wsproto and acts on what they complete."""
         if self.hanging_up:
             return  # read before the reads stopped: nobody will act on it
+        # anything the peer sends proves it alive (Pusher's protocol says so)
+        self.heard = time.monotonic()
+        self.probed = None
         if self.head is not None and not self._bound_head(data):
             return
         try:
@@ -310,12 +361,18 @@ class PushiConnection(netius.Connection):
             self._raw(self.ws.send(ws_events.RejectConnection(status_code=400)))
             self.hang_up()
             return
-        self.dialect, key = dialects.resolve(request.target)
+        self.dialect, key, refusal = dialects.resolve(request.target)
         limit = SizeLimit(self.owner.settings.max_message)
         accept = ws_events.AcceptConnection(extensions=[limit])
         self._raw(self.ws.send(accept))
         self.upgraded = True
-        self.owner.state.connect(key, self, self._on_session)
+        if refusal is not None:
+            # Pusher's way: the error as a message, then the close with its code
+            code, message = refusal
+            self.error(code, message)
+            self.close_ws(code, message)
+            return
+        self.owner.state.connect(key, self, self._on_session, self.dialect.rules)
 
     def _on_session(self, session: Session | None) -> None:
         if not self.is_open():
@@ -327,7 +384,8 @@ class PushiConnection(netius.Connection):
             self.close_ws(CLOSE_UNKNOWN_APP, "unknown app key")
             return
         self.session = session
-        self.send_message(self.dialect.connected(session.socket_id))
+        timeout = self.owner.settings.activity_timeout
+        self.send_message(self.dialect.connected(session.socket_id, timeout))
         early, self.early = self.early, []
         for text in early:
             self._on_message(text)
@@ -372,7 +430,7 @@ class PushiConnection(netius.Connection):
         state, session = self.owner.state, self.session
         event = message["event"]
         # the published server takes `:` and `_` alike in command names
-        command = COMMANDS.get(event.replace(":", "_"))
+        command = self.dialect.commands.get(event.replace(":", "_"))
         if command == "ping":
             self.send_message(self.dialect.pong())
             return
@@ -396,6 +454,8 @@ class PushiConnection(netius.Connection):
             )
         elif command == "unsubscribe":
             state.unsubscribe(session, data.get("channel"))
+        elif command == "signin":
+            state.signin(session, data.get("auth"), data.get("user_data"))
         else:
             state.latest(
                 session, data.get("channel"), data.get("skip"), data.get("count")
@@ -439,10 +499,33 @@ class PushiServer(netius.StreamServer):
         return PushiConnection(owner=self, socket=socket, address=address, ssl=ssl)
 
     def on_serve(self) -> None:
-        """Binds State to this loop once it runs."""
+        """Binds State to this loop once it runs; starts the liveness sweep."""
         netius.StreamServer.on_serve(self)
         self.state.attach_loop(self._call_soon, threading.get_ident())
         self.state.store.attach_loop(self._call_soon)
+        self._schedule_sweep()
+
+    def _sweep_every(self) -> float:
+        settings = self.settings
+        shortest = min(settings.activity_timeout, settings.pong_timeout)
+        return max(0.05, shortest / SWEEPS_PER_TIMEOUT)
+
+    def _schedule_sweep(self) -> None:
+        self.delay(self._sweep, timeout=self._sweep_every())
+
+    def _sweep(self) -> None:
+        """One timer for every connection's liveness (no timer per connection)."""
+        try:
+            now = time.monotonic()
+            idle = self.settings.activity_timeout
+            grace = self.settings.pong_timeout
+            for connection in list(self.connections):
+                if isinstance(connection, PushiConnection) and connection.is_open():
+                    connection.check_alive(now, idle, grace)
+        except Exception:
+            LOGGER.exception("liveness sweep failed")
+        finally:
+            self._schedule_sweep()
 
     def _call_soon(self, callable) -> None:
         self.delay_s(callable)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from ...base.session import PUSHI_RULES
+
 
 def dumps(value) -> str:
     """Compact JSON, the form every frame travels in."""
@@ -20,9 +22,20 @@ class Dialect:
     """The Pushi dialect, spoken by pushi.js and the published Pushi clients."""
 
     name = "pushi"
+    rules = PUSHI_RULES
+    # protocol commands by name, with `:` spelt `_`; any other name is a
+    # client event
+    commands = {
+        "pusher_subscribe": "subscribe",
+        "pusher_unsubscribe": "unsubscribe",
+        "pusher_latest": "latest",
+        "pusher_ping": "ping",
+        "pusher_pong": "pong",
+    }
 
-    def connected(self, socket_id: str) -> dict:
-        """The first message of a connection."""
+    def connected(self, socket_id: str, activity_timeout: int = 0) -> dict:
+        """The first message of a connection (the published one: no activity
+        timeout, pushi.js pings nobody)."""
         data = json.dumps({"socket_id": socket_id})
         return {"event": "pusher:connection_established", "data": data}
 
@@ -58,6 +71,11 @@ class Dialect:
     def pong(self) -> dict:
         """The answer to `pusher:ping`."""
         return {"event": "pusher:pong", "data": {}}
+
+    def ping(self) -> dict | None:
+        """The server's probe of a silent connection as a message: none, the
+        Pushi dialect is probed with RFC 6455 ping frames its clients never see."""
+        return None
 
     @staticmethod
     def _reply(event: str, channel: str, info: dict) -> dict:
