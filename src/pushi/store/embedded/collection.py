@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import appier
 import neosqlite
+from neosqlite.collection.json_helpers import neosqlite_json_dumps
 from neosqlite.results import (
     DeleteResult,
     InsertManyResult,
@@ -145,10 +146,17 @@ class EmbeddedCollection(appier.data.Collection):
         for document in documents:
             self._ensure_id(document)
         paths: set[str] = set()
+        # the rows neosqlite's insert_one writes, without its per-document
+        # copy, walk and validation query: one statement for the batch
+        rows = [
+            (_encoded(document), column_id(document["_id"])) for document in documents
+        ]
         with self.owner._writing():
-            base = self._base
+            table = self._table()
+            self.owner.get_db().db.executemany(
+                "INSERT INTO %s(data, _id) VALUES (?, ?)" % table, rows
+            )
             for document in documents:
-                base.insert_one(document)
                 paths.update(array_paths(document))
             self.owner._note_arrays(self.name, paths)
         return InsertManyResult([document["_id"] for document in documents])
@@ -441,3 +449,12 @@ def insert_many(collection: appier.data.Collection, documents: Iterable[dict]) -
     for document in documents:
         collection.insert(document)
     return [document.get("_id") for document in documents]
+
+
+def _encoded(document: dict[str, Any]) -> str:
+    """A document's stored JSON: neosqlite's encoding, never NaN (`dumps`);
+    the walk that turns bytes into Binary only for documents that hold some."""
+    try:
+        return neosqlite_json_dumps(document, allow_nan=False)
+    except TypeError:
+        return dumps(document)
