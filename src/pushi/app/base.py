@@ -17,6 +17,7 @@ import appier_extras
 from ..store import StoreError
 from . import speedups
 from .acknowledge import Acknowledging
+from .fastpath import FastPublish
 
 if typing.TYPE_CHECKING:
     from ..base.config import Settings
@@ -52,6 +53,10 @@ class PushiApp(appier.APIApp):
             adapter_c=self._adapter_class(settings),
         )
         appier.error_handler(403)(self.to_signin)
+        # Appier names itself and its version in X-Powered-By on every answer:
+        # nothing about the runtime is told to strangers
+        appier.base.BASE_HEADERS = ()
+        self.fast_publish = FastPublish(self, self._appier_wsgi)
         # every server Appier or the runner builds takes `self.application`: a
         # persisted publish answers there once its commit is done
         self.application = Acknowledging(self.application)
@@ -90,6 +95,9 @@ class PushiApp(appier.APIApp):
             length = -1
         if length < 0 or length > self.settings.max_message:
             return self._refused(environ, start_response, 413, "Request too large")
+        return self.fast_publish(environ, start_response)
+
+    def _appier_wsgi(self, environ, start_response):
         try:
             return appier.APIApp.application_wsgi(self, environ, start_response)
         except Exception as exception:

@@ -8,6 +8,7 @@ queues the event and leaves its storage ticket in the WSGI environ, and the
 from __future__ import annotations
 
 import logging
+import typing
 
 import appier
 
@@ -41,23 +42,7 @@ class EventsController(PushiController):
         """
         app_id = self.session_app()
         body = self._publish_body()
-        data = body.get("data")
-        if not data:
-            raise appier.OperationalError(message="No data set for event", code=400)
-        for stamp in ("mid", "timestamp"):
-            if stamp in body:
-                # the server stamps stored events: a caller's stamp would be
-                # relayed as if the event had been stored
-                raise appier.OperationalError(
-                    message="Reserved key in event: %s" % stamp, code=400
-                )
-        channels = self._channels(body.get("channel"))
-        event = body.get("event", "message")
-        if not isinstance(event, str) or not event:
-            raise appier.OperationalError(
-                message="Event name must be a non-empty string", code=400
-            )
-        persist = bool(body.get("persist", True))
+        channels, event, data, persist = publish_fields(body)
         state = self.owner.state
         try:
             ticket = state.call(
@@ -95,23 +80,48 @@ class EventsController(PushiController):
             return {}
         return self.json_body()
 
-    @staticmethod
-    def _channels(channel) -> list[str]:
-        if not channel:
-            # as published: no channel, an empty name or an empty list is global
-            return ["global"]
-        channels = channel if isinstance(channel, list) else [channel]
-        if len(channels) > MAX_CHANNELS:
+
+def publish_fields(body: dict) -> tuple[list[str], str, typing.Any, bool]:
+    """The channels, event name, data and persist flag of a publish body.
+
+    :raises appier.OperationalError: 400 for what the body may not be: no (or
+        falsy) `data`, a caller's `mid` or `timestamp`, a bad channel or event.
+    """
+    data = body.get("data")
+    if not data:
+        raise appier.OperationalError(message="No data set for event", code=400)
+    for stamp in ("mid", "timestamp"):
+        if stamp in body:
+            # the server stamps stored events: a caller's stamp would be
+            # relayed as if the event had been stored
             raise appier.OperationalError(
-                message="Expected at most %d channels" % MAX_CHANNELS, code=400
+                message="Reserved key in event: %s" % stamp, code=400
             )
-        for name in channels:
-            if not auth.valid_channel(name):
-                shown = repr(name)[:80]
-                raise appier.OperationalError(
-                    message="Invalid channel name: %s" % shown, code=400
-                )
-        return channels
+    channels = _channels(body.get("channel"))
+    event = body.get("event", "message")
+    if not isinstance(event, str) or not event:
+        raise appier.OperationalError(
+            message="Event name must be a non-empty string", code=400
+        )
+    return channels, event, data, bool(body.get("persist", True))
+
+
+def _channels(channel) -> list[str]:
+    if not channel:
+        # as published: no channel, an empty name or an empty list is global
+        return ["global"]
+    channels = channel if isinstance(channel, list) else [channel]
+    if len(channels) > MAX_CHANNELS:
+        raise appier.OperationalError(
+            message="Expected at most %d channels" % MAX_CHANNELS, code=400
+        )
+    for name in channels:
+        if not auth.valid_channel(name):
+            shown = repr(name)[:80]
+            raise appier.OperationalError(
+                message="Invalid channel name: %s" % shown, code=400
+            )
+    return channels
 
 
 def _find_events(query: dict, skip: int, count: int) -> list[dict]:
