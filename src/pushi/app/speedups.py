@@ -57,4 +57,5 @@ def _remembered_argspec(getargspec):
         except TypeError:  # unhashable defaults
             return getargspec(func)
 
+    remembered.known = known  # type: ignore[attr-defined]
     return remembered
