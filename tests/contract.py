@@ -12,6 +12,9 @@ REST_RECORD_FIELDS = RECORD_FIELDS | {"_id"}
 
 APP_FIELDS = REST_RECORD_FIELDS | {"name", "ident", "key", "secret", "apn_sandbox"}
 APP_FIELDS |= {"apn_key", "apn_cer", "vapid_key", "vapid_email", "smtp_url"}
+APP_FIELDS |= {"app_id", "client_events", "max_payload", "persist", "webhooks"}
+""" App records also carry the numeric Pusher `app_id` and the Pusher settings
+(additions to the contract's fields, issue 8) """
 EVENT_OWN_FIELDS = {"mid", "channel", "owner_id", "timestamp", "data"}
 EVENT_FIELDS = REST_RECORD_FIELDS | EVENT_OWN_FIELDS
 """ An Event record in a REST reply """

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import typing
 
 import appier
 
-from .base.config import Settings
+from .base.config import ConfigError, Settings
 from .base.state import State
 from .store import Store
 
@@ -54,6 +55,16 @@ class Process:
                 "apps (set PUSHI_REGISTRATION=admin)",
                 settings.app_host,
             )
+        # before State learns the apps: every app has its numeric app_id, and
+        # the declared ones are as their declaration says
+        App.starting = True
+        try:
+            App.ensure_app_ids()
+            App.declare(settings.apps)
+        finally:
+            App.starting = False
+        if settings.apps:
+            LOGGER.info("declared apps: %d (PUSHI_APPS)", len(settings.apps))
         self.state.load_apps(app.credentials() for app in App.find(rules=False))
         self.store.start()
         self._serve(
@@ -150,11 +161,24 @@ def run(settings: Settings | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    process = Process(settings)
+    try:
+        process = Process(settings)
+    except ConfigError as error:
+        _refuse_to_start(error)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    process.start()
+    try:
+        process.start()
+    except ConfigError as error:
+        # nothing serves yet: the store worker and both servers start later
+        _refuse_to_start(error)
     while not stop.is_set() and not process.stopped.is_set():
         stop.wait(0.5)
     process.stop()
+
+
+def _refuse_to_start(error: ConfigError) -> typing.NoReturn:
+    """One line saying what is wrong with the configuration; exit status 2."""
+    LOGGER.error("bad configuration: %s", error)
+    raise SystemExit(2)

@@ -148,6 +148,81 @@ def verify_user_auth(
     return hmac.compare_digest(expected.encode(), auth.encode())
 
 
+PUSHER_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,164}")
+""" Pusher's channel names (its HTTP API and dialect): `[A-Za-z0-9_-=@,.;]`, ≤164 """
+
+API_TIMESTAMP_SECONDS = 600
+""" How far a signed Pusher HTTP API request's `auth_timestamp` may be from now """
+
+
+def valid_pusher_channel(channel: object) -> bool:
+    """Whether a value is a channel name by Pusher's rules (`#server-to-user-`
+    channels included, as its SDKs' send-to-user publishes on them)."""
+    if not isinstance(channel, str):
+        return False
+    if channel.startswith(USER_PREFIX):
+        channel = channel[len(USER_PREFIX) :]
+    return PUSHER_CHANNEL_NAME.fullmatch(channel) is not None
+
+
+def api_string_to_sign(method: str, path: str, params: list[tuple[str, str]]) -> str:
+    """What a Pusher HTTP API request signs: `METHOD\\nPATH\\nquery`, the query
+    being every parameter but `auth_signature`, keys lower-cased, sorted by
+    key, as `key=value` (values unescaped) joined by `&`."""
+    pairs = sorted(
+        ((name.lower(), value) for name, value in params if name != "auth_signature"),
+        key=lambda pair: pair[0],
+    )
+    query = "&".join("%s=%s" % pair for pair in pairs)
+    return "%s\n%s\n%s" % (method.upper(), path, query)
+
+
+def verify_api_request(
+    key: str,
+    secret: str,
+    method: str,
+    path: str,
+    params: list[tuple[str, str]],
+    body: bytes,
+    now: float,
+) -> str | None:
+    """Checks a signed Pusher HTTP API request as Pusher does.
+
+    `params` are the query's decoded `(name, value)` pairs. Returns None when
+    the request is good, else the reason it is not (for a 401): `auth_key` not
+    the app's key, `auth_version` not 1.0, `auth_timestamp` more than 600 s
+    away, `body_md5` missing (with a body) or not the body's, or
+    `auth_signature` not the HMAC-SHA256 of the request (constant time).
+    """
+    given: dict[str, str] = {}
+    for name, value in params:
+        given.setdefault(name, value)
+    for name in ("auth_key", "auth_timestamp", "auth_version", "auth_signature"):
+        if name not in given:
+            return "missing %s" % name
+    if not hmac.compare_digest(given["auth_key"].encode(), key.encode()):
+        return "auth_key is not the app's key"
+    if given["auth_version"] != "1.0":
+        return "auth_version must be 1.0"
+    try:
+        stamp = int(given["auth_timestamp"])
+    except ValueError:
+        return "auth_timestamp must be an integer"
+    if abs(now - stamp) > API_TIMESTAMP_SECONDS:
+        return "auth_timestamp expired: must be within %d s of the server time" % (
+            API_TIMESTAMP_SECONDS
+        )
+    if body or "body_md5" in given:
+        digest = hashlib.md5(body).hexdigest()
+        if not hmac.compare_digest(given.get("body_md5", "").encode(), digest.encode()):
+            return "body_md5 is missing or is not the body's"
+    expected = sign(secret, api_string_to_sign(method, path, params))
+    signature = given["auth_signature"].encode("utf-8", "replace")
+    if not hmac.compare_digest(signature, expected.encode()):
+        return "invalid auth_signature"
+    return None
+
+
 def new_socket_id() -> str:
     """A random socket id of the Pushi dialect: a uuid4 string."""
     return str(uuid.uuid4())

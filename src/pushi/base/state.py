@@ -794,8 +794,12 @@ class State:
         data: typing.Any,
         body: dict | None = None,
         persist: bool = True,
+        exclude: str | None = None,
     ) -> Ticket | None:
         """Publishes a back end's event: `body` (the whole request) goes along.
+
+        `exclude`: a socket id that does not get it (the Pusher HTTP API's
+        `socket_id`).
 
         :returns: With `persist`, the ticket that completes once the event is
             committed (the REST answer waits for it), else None.
@@ -805,7 +809,7 @@ class State:
         if app is None:
             raise StateError(ERROR_UNKNOWN_APP, "unknown app")
         return self._trigger(
-            app, channels, event, data, body or {}, persist, None, None
+            app, channels, event, data, body or {}, persist, None, exclude
         )
 
     def _trigger(self, app, channels, event, data, body, persist, owner_id, exclude):
@@ -1014,6 +1018,53 @@ class State:
             "sockets": sum(len(a.sessions) for a in self.apps.values()),
             "channels": sum(len(a.channels) for a in self.apps.values()),
         }
+
+    # -- queries (Pusher HTTP API) -----------------------------------------------------
+
+    def pusher_app(self, app_id: str) -> tuple[AppState, dict] | None:
+        """The app of a numeric app id and a snapshot of what a signed request
+        needs (`ident`, `key`, `secret`, `max_payload`, `persist`); None if
+        unknown. The app is a handle to pass back to the other queries."""
+        app = self.app_ids.get(app_id)
+        if app is None:
+            return None
+        snapshot = dict(
+            ident=app.ident,
+            key=app.key,
+            secret=app.secret,
+            max_payload=app.max_payload,
+            persist=app.persist,
+        )
+        return app, snapshot
+
+    @staticmethod
+    def _pusher_listed(name: str) -> bool:
+        # a user's own channel (Pusher's send-to-user) is no channel to list
+        return not name.startswith(auth.USER_PREFIX)
+
+    def channel_counts(self, app: AppState, name: str) -> dict:
+        """`occupied`, `subscription_count` (sockets) and `user_count` (presence
+        members, by user id) of one channel; zeros when nobody is in it."""
+        channel = app.channels.get(name)
+        sockets = len(channel.sessions) if channel is not None else 0
+        users = len(channel.members) if channel is not None else 0
+        return dict(occupied=sockets > 0, subscription_count=sockets, user_count=users)
+
+    def occupied_channels(self, app: AppState, prefix: str = "") -> dict[str, dict]:
+        """The app's channels with at least one socket whose name starts with
+        `prefix`, each with its `channel_counts` (users' own channels left out)."""
+        return {
+            name: self.channel_counts(app, name)
+            for name, channel in tuple(app.channels.items())
+            if channel.sessions
+            and name.startswith(prefix)
+            and self._pusher_listed(name)
+        }
+
+    def presence_users(self, app: AppState, name: str) -> list[str]:
+        """The user ids present in a presence channel, in join order."""
+        channel = app.channels.get(name)
+        return list(channel.members) if channel is not None else []
 
 
 def main() -> None:

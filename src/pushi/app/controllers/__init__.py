@@ -4,6 +4,7 @@ from .apps import AppsController
 from .events import EventsController
 from .health import HealthController
 from .info import InfoController
+from .pusher import PusherController
 from .session import SessionController
 from .sockets import SocketsController
 from .subscriptions import SubscriptionsController
@@ -13,6 +14,7 @@ __all__ = [
     "EventsController",
     "HealthController",
     "InfoController",
+    "PusherController",
     "SessionController",
     "SocketsController",
     "SubscriptionsController",

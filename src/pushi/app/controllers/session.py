@@ -21,6 +21,7 @@ class SessionController(PushiController):
 
         They come in the query string, as the published clients send them, or
         in a form body. A wrong value is a 404 "App not found", as published.
+        `app_id` may also be the app's numeric app id (declared apps).
         """
         fields = {
             name: value for name, value in self.fields().items() if name in CREDENTIALS
@@ -32,7 +33,11 @@ class SessionController(PushiController):
             raise appier.OperationalError(
                 message="Missing parameter(s): %s" % ", ".join(missing), code=400
             )
-        app = App.get(ident=fields["app_id"], raise_e=False)
+        # `app_id` is the app's ident, or its numeric app id (what a declared
+        # app's owner knows): an ident is 64 hex characters, never all digits
+        ident = fields["app_id"]
+        by = "app_id" if ident.isdigit() and len(ident) <= 20 else "ident"
+        app = App.get(raise_e=False, **{by: ident})
         if app is None or not (
             _same(app.key, fields["app_key"]) & _same(app.secret, fields["app_secret"])
         ):
