@@ -482,3 +482,28 @@ def test_slow_readers_dropped_in_a_presence_fan_out(slow_app, closing):
         client.close()
     await_counts(app, set(), "after the good readers closed")
     assert_no_traceback(app)
+
+
+def test_a_paused_reader_under_its_send_buffer_gets_every_event(slow_app, closing):
+    """Events pending for a reader that stopped reading, the server holding less
+    than PUSHI_MAX_SEND_BUFFER of them: the connection is kept and, once the
+    reader reads again, every event arrives, in order (the bound drops only
+    past it)."""
+    app = slow_app
+    (raw,) = open_raw(app, 1, receive_buffer=SLOW_RECEIVE_BUFFER)
+    closing.append(raw)
+    subscribe_raw(app, [raw], "patient")
+    # past what the kernel's buffers take, so that the server itself holds
+    # about half its bound when the reader resumes
+    filler = "p" * 4000
+    count = (kernel_absorption(SLOW_RECEIVE_BUFFER) + SLOW_BUFFER // 2) // len(filler)
+    for n in range(count):
+        app.publish("patient", data={"n": n, "fill": filler}, event="e", persist=False)
+    app.publish("patient", data="last", event="marker", persist=False)
+    got = []
+    while True:
+        message = raw.recv()
+        if message.get("event") == "marker":
+            break
+        got.append(json.loads(message["data"])["n"])
+    assert got == list(range(count)), "a paused reader lost events: %r" % got
