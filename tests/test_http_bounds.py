@@ -307,3 +307,65 @@ def test_header_flood_is_cut_off_while_read(raw, bounded):
     assert sent < 4096, "64 MiB of headers were read before the answer"
     assert grown < 16, "the server grew by %d MiB for a header flood" % grown
     connection.assert_closed()
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    """A server with its request-head limits set lower through the environment."""
+    env = dict(
+        PUSHI_MAX_REQUEST_LINE="1024",
+        PUSHI_MAX_REQUEST_HEADERS="4096",
+        PUSHI_MAX_HEADER_LINES="20",
+    )
+    handle = Server(str(tmp_path_factory.mktemp("tight")), env).start()
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.parametrize(
+    "what,code,request_bytes",
+    [
+        (
+            "a request line under 1 KiB",
+            200,
+            get_head(path=b"/health/live?" + b"q" * 900),
+        ),
+        ("a 1.1 KiB request line", 414, get_head(path=b"/health/live?" + b"q" * 1100)),
+        ("headers under 4 KiB", 200, get_head(b"X-Big: " + b"b" * 3500 + b"\r\n")),
+        ("4.1 KiB of headers", 431, get_head(b"X-Big: " + b"b" * 4200 + b"\r\n")),
+        (
+            "19 header lines",
+            200,
+            get_head(b"".join(b"X-%d: v\r\n" % i for i in range(18))),
+        ),
+        (
+            "21 header lines",
+            431,
+            get_head(b"".join(b"X-%d: v\r\n" % i for i in range(20))),
+        ),
+    ],
+    ids=[
+        "line-under",
+        "line-over",
+        "headers-under",
+        "headers-over",
+        "lines-under",
+        "lines-over",
+    ],
+)
+def test_request_head_limits_follow_their_variables(tight, what, code, request_bytes):
+    connection = Raw(tight)
+    try:
+        connection.send(request_bytes)
+        status, headers, body = connection.response()
+        if code == 200:
+            assert status == 200, "%s: expected 200, got %d %r" % (
+                what,
+                status,
+                body[:200],
+            )
+        else:
+            assert_refused(status, headers, body, code, what)
+            connection.assert_closed()
+    finally:
+        connection.close()

@@ -119,7 +119,12 @@ class Process:
         from .app.http import BoundedWSGIServer
 
         self.api = BoundedWSGIServer(
-            self.app.application, settings.max_message, name="pushi-api"
+            self.app.application,
+            settings.max_message,
+            line_limit=settings.max_request_line,
+            headers_limit=settings.max_request_headers,
+            headers_count=settings.max_header_lines,
+            name="pushi-api",
         )
         self._serve(
             self.api,

@@ -6,8 +6,9 @@ applied in its parser's callbacks, on the event loop, before anything is buffere
 - a body declared (`Content-Length`) over `max_body` is refused from the header, a
   chunked body as soon as its running total is over it (413, in Appier's error shape:
   the request goes to the app with its body dropped and a length over the limit);
-- the request line (8 KiB, 414) and the header section (16 KiB, 100 lines, 431) are
-  netius's own bounds, made tighter; their answers get Appier's error body too.
+- the request line (`PUSHI_MAX_REQUEST_LINE`, 8 KiB: 414) and the header section
+  (`PUSHI_MAX_REQUEST_HEADERS`, 16 KiB, and `PUSHI_MAX_HEADER_LINES`, 100 lines: 431)
+  are netius's own bounds, made tighter; their answers get Appier's error body too.
 
 After a refusal the connection takes no further request: what the peer still sends is
 read and dropped, the answer is followed by an end of stream (half-close), and the
@@ -24,15 +25,6 @@ import sys
 import netius
 import netius.servers
 import netius.servers.http2
-
-LINE_LIMIT = 8192
-""" Bytes of the request line (414 past it) """
-
-HEADERS_LIMIT = 16384
-""" Bytes of the header section (431 past it) """
-
-HEADERS_COUNT = 100
-""" Header lines (431 past them) """
 
 LINGER_SECONDS = 2.0
 """ How long a refused connection's input is still read (and dropped) """
@@ -128,11 +120,24 @@ class BoundedConnection(netius.servers.http2.HTTP2Connection):
 class BoundedWSGIServer(netius.servers.WSGIServer):
     """netius's WSGI server over `BoundedConnection`, HTTP/1.x only."""
 
-    def __init__(self, app, max_body: int, **kwargs) -> None:
-        kwargs.setdefault("line_limit", LINE_LIMIT)
-        kwargs.setdefault("headers_limit", HEADERS_LIMIT)
-        kwargs.setdefault("headers_count", HEADERS_COUNT)
-        netius.servers.WSGIServer.__init__(self, app, safe=True, **kwargs)
+    def __init__(
+        self,
+        app,
+        max_body: int,
+        line_limit: int = 8192,
+        headers_limit: int = 16384,
+        headers_count: int = 100,
+        **kwargs,
+    ) -> None:
+        netius.servers.WSGIServer.__init__(
+            self,
+            app,
+            safe=True,
+            line_limit=line_limit,
+            headers_limit=headers_limit,
+            headers_count=headers_count,
+            **kwargs,
+        )
         self.safe = True  # netius reads SAFE from the environment: never h2
         self.max_body = max_body
 

@@ -229,6 +229,10 @@ class Settings:
     admin_password: str | None = None
     max_message: int = 64 * 1024
     max_send_buffer: int = 4 * 1024 * 1024
+    # the REST API's request head: request line, header section, header lines
+    max_request_line: int = 8192
+    max_request_headers: int = 16384
+    max_header_lines: int = 100
     handshake_timeout: float = 10.0
     latest_max: int = 100
     personal_events: int = 10
@@ -280,6 +284,9 @@ class Settings:
             admin_password=conf("ADMIN_PASSWORD", None),
             max_message=conf("PUSHI_MAX_MESSAGE", 64 * 1024, cast=int),
             max_send_buffer=conf("PUSHI_MAX_SEND_BUFFER", 4 * 1024 * 1024, cast=int),
+            max_request_line=conf("PUSHI_MAX_REQUEST_LINE", 8192, cast=int),
+            max_request_headers=conf("PUSHI_MAX_REQUEST_HEADERS", 16384, cast=int),
+            max_header_lines=conf("PUSHI_MAX_HEADER_LINES", 100, cast=int),
             handshake_timeout=conf("PUSHI_HANDSHAKE_TIMEOUT", 10.0, cast=float),
             client_event_rate=conf("PUSHI_CLIENT_EVENT_RATE", 100, cast=int),
             request_rate=conf("PUSHI_REQUEST_RATE", 50, cast=int),
