@@ -61,6 +61,9 @@ TOO_LARGE = (
 MAX_EARLY = 10
 """ Messages kept while the app key is looked up; a client sending more is rude """
 
+ACTIVITY_TIMEOUT = 120
+""" Seconds of silence before a ping: Pusher's recommendation, and the default """
+
 SWEEPS_PER_TIMEOUT = 4
 """ Liveness sweeps per activity (or pong) timeout: how late a probe may be """
 
@@ -384,7 +387,8 @@ class PushiConnection(netius.Connection):
             self.close_ws(CLOSE_UNKNOWN_APP, "unknown app key")
             return
         self.session = session
-        timeout = self.owner.settings.activity_timeout
+        # pusher-js needs a positive value; without probes, Pusher's default
+        timeout = self.owner.settings.activity_timeout or ACTIVITY_TIMEOUT
         self.send_message(self.dialect.connected(session.socket_id, timeout))
         early, self.early = self.early, []
         for text in early:
@@ -503,11 +507,12 @@ class PushiServer(netius.StreamServer):
         netius.StreamServer.on_serve(self)
         self.state.attach_loop(self._call_soon, threading.get_ident())
         self.state.store.attach_loop(self._call_soon)
-        self._schedule_sweep()
+        if self.settings.activity_timeout > 0:
+            self._schedule_sweep()  # PUSHI_ACTIVITY_TIMEOUT=0: never probe
 
     def _sweep_every(self) -> float:
         settings = self.settings
-        shortest = min(settings.activity_timeout, settings.pong_timeout)
+        shortest = min(settings.activity_timeout, max(settings.pong_timeout, 0.0))
         return max(0.05, shortest / SWEEPS_PER_TIMEOUT)
 
     def _schedule_sweep(self) -> None:
