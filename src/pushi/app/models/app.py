@@ -87,6 +87,15 @@ class App(PushiBase):
         ]
 
     @classmethod
+    def cast(cls, name, value, safe=True):
+        """Appier's cast, but a boolean a store hands back as 0 or 1 is false
+        or true (Appier reads any number as true); a MongoDB wire server on
+        SQLite (nx-27017, in CI) stores booleans set by an update so."""
+        if type(value) is int and cls.definition().get(name, {}).get("type") is bool:
+            return value != 0
+        return super().cast(name, value, safe=safe)
+
+    @classmethod
     def list_names(cls) -> list[str]:
         """Columns of the back-office listing."""
         return ["name", "ident", "app_id", "apn_sandbox"]
