@@ -80,17 +80,21 @@ def unset_path(document: dict[str, Any], path: str) -> None:
     document.pop(parts[-1], None)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def array_paths(value: Any, prefix: str = "") -> Iterator[str]:
     # paths holding a list (not descending into lists: any path below one
     # counts as array-bound, which query.Compiler._target checks by prefix)
     if not isinstance(value, Mapping):
         return
     for key, child in value.items():
-        path = prefix + str(key)
+        if isinstance(child, _SCALARS):
+            continue  # most values: one cheap check, no ABC lookup
         if isinstance(child, (list, tuple)):
-            yield path
+            yield prefix + str(key)
         elif isinstance(child, Mapping):
-            yield from array_paths(child, path + ".")
+            yield from array_paths(child, prefix + str(key) + ".")
 
 
 def dumps(document: Any) -> str:
