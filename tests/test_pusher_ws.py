@@ -622,3 +622,110 @@ def test_pusher_socket_cannot_use_pushi_latest(app, pusher):
     client.send("pusher:latest", {"channel": "hist"})
     message = client.next(timeout=WAIT_SECONDS)
     assert message["event"] == "pusher:error", message
+
+
+# -- with the official server SDK (pusher on PyPI) and per-app settings ----------------
+
+
+def sdk_of(app: AppClient):
+    """The `pusher` SDK pointed at this server's API port, for `app`."""
+    import pusher as pusher_sdk
+
+    return pusher_sdk.Pusher(
+        app_id=app.info["app_id"],
+        key=app.key,
+        secret=app.secret,
+        host="127.0.0.1",
+        port=app.server.app_port,
+        ssl=False,
+    )
+
+
+def test_sdk_signatures_are_accepted(app, pusher):
+    """What the SDK's `authenticate` and `authenticate_user` sign, the server takes."""
+    sdk = sdk_of(app)
+    client = pusher(app)
+    private = sdk.authenticate("private-sdk", client.socket_id)
+    client.subscribe_pusher("private-sdk", private["auth"])
+    presence = sdk.authenticate(
+        "presence-sdk", client.socket_id, {"user_id": "s1", "user_info": {"n": 1}}
+    )
+    reply = client.subscribe_pusher(
+        "presence-sdk", presence["auth"], presence["channel_data"]
+    )
+    assert json.loads(reply["data"])["presence"]["hash"] == {"s1": {"n": 1}}
+    signed = sdk.authenticate_user(client.socket_id, {"id": "s1"})
+    client.send("pusher:signin", signed)
+    assert client.next()["event"] == "pusher:signin_success"
+
+
+def test_sdk_send_to_user_reaches_the_signed_in_socket(app, pusher):
+    client, bystander = pusher(app), pusher(app)
+    client.signin({"id": "sdk-user"})
+    client.expect("pusher:signin_success")
+    sdk_of(app).send_to_user("sdk-user", "notice", {"hello": "you"})
+    got = client.expect("notice", "#server-to-user-sdk-user")
+    assert json.loads(got["data"]) == {"hello": "you"}, got
+    assert_nothing(bystander, "another user's event")
+
+
+def test_sdk_terminate_user_connections_closes_them_with_4009(app, pusher):
+    first, second, other = pusher(app), pusher(app), pusher(app)
+    for client, user in ((first, "gone"), (second, "gone"), (other, "stays")):
+        client.signin({"id": user})
+        client.expect("pusher:signin_success")
+    sdk_of(app).terminate_user_connections("gone")
+    for client in (first, second):
+        with pytest.raises(ConnectionClosed) as closed:
+            client.next()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4009
+    other.roundtrip()
+
+
+def test_app_with_client_events_off_refuses_them(app, pusher):
+    response = app.request("PUT", "apps/" + app.ident, json={"client_events": False})
+    assert response.status_code == 200, response.text
+    sender, other = pusher(app), pusher(app)
+    sender.private("private-off")
+    other.private("private-off")
+    sender.send("client-x", {}, channel="private-off")
+    assert_error(sender.next(), 4009)
+    assert_nothing(other, "a client event of an app that disabled them")
+
+
+def test_app_payload_limit_applies_to_client_events(app, pusher):
+    response = app.request("PUT", "apps/" + app.ident, json={"max_payload": 100})
+    assert response.status_code == 200, response.text
+    sender, other = pusher(app), pusher(app)
+    sender.private("private-small")
+    other.private("private-small")
+    sender.send("client-x", "x" * 101, channel="private-small")
+    assert_error(sender.next(), 4300)
+    sender.send("client-x", "x" * 100, channel="private-small")
+    assert other.expect("client-x", "private-small")["data"] == "x" * 100
+
+
+def test_declared_app_with_a_pusher_style_key(start_server):
+    declared = {
+        "app_id": "424242",
+        "key": "my-app_Key-%s" % secrets.token_hex(3),
+        "secret": "my-secret",
+        "name": unique_name(),
+    }
+    server = start_server({"PUSHI_APPS": json.dumps([declared])})
+    url = server.ws_url(pusher_path(declared["key"]))
+    client = Client(url)
+    try:
+        assert SOCKET_ID.fullmatch(client.socket_id), client.socket_id
+        auth = channel_auth(
+            declared["key"], declared["secret"], client.socket_id, "private-d"
+        )
+        client.send("pusher:subscribe", {"channel": "private-d", "auth": auth})
+        client.expect("pusher_internal:subscription_succeeded", "private-d")
+    finally:
+        client.close()
+
+
+def unique_name() -> str:
+    """An app name no other test uses."""
+    return "declared-%s" % secrets.token_hex(4)
