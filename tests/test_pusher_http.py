@@ -454,6 +454,14 @@ def test_channel_info_and_users(papp, closing):
         "occupied": True,
         "subscription_count": 1,
     }
+    # every character Pusher allows in a name, in the signed path too
+    odd = "presence-a_b=c@d,e.f;g"
+    third.subscribe_signed(odd, {"user_id": "carl"})
+    info = papp.sdk.channel_info(odd, ["user_count", "subscription_count"])
+    assert info == {"occupied": True, "user_count": 1, "subscription_count": 1}
+    assert papp.sdk.users_info(odd) == {"users": [{"id": "carl"}]}
+    papp.sdk.trigger(odd, "odd", "x")
+    assert third.expect("odd", channel=odd)["data"] == "x"
 
 
 # -- storage ------------------------------------------------------------------------
@@ -531,6 +539,9 @@ def test_signature_refusals(papp, closing):
         papp.signed("GET", channels, secret="nope"), 401, "GET bad signature"
     )
     assert papp.signed("GET", channels).status_code == 200
+    for skew in (-590, 590):  # within the 600 s window
+        stamp = int(time.time()) + skew
+        assert papp.signed("GET", channels, stamp=stamp).status_code == 200, skew
     marker(papp, client, "guarded")
 
 

@@ -186,10 +186,7 @@ class PusherController(PushiController):
         if not USER_ID.fullmatch(user_id):
             raise _bad("invalid user id")
         state = self.owner.state
-        terminate = getattr(state, "terminate_user", None)
-        if terminate is None:
-            raise appier.OperationalError(message="Not supported", code=501)
-        self._call(lambda: terminate(app, user_id))
+        self._call(lambda: state.terminate_user(app, user_id))
 
     # -- requests -----------------------------------------------------------------
 
