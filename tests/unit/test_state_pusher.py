@@ -302,8 +302,9 @@ def test_signin_names_the_user_and_joins_its_channel(harness):
         ({"name": "no id"}, "", 4000),
         ({"id": 7}, "", 4000),
         ({"id": ""}, "", 4000),
+        ({"id": "a b"}, "", 4000),
     ],
-    ids=["bad-signature", "missing-auth", "no-id", "numeric-id", "empty-id"],
+    ids=["bad-signature", "missing-auth", "no-id", "numeric-id", "empty-id", "name"],
 )
 def test_refused_signin(harness, user, auth, code):
     session = harness.pusher()

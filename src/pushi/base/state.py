@@ -911,7 +911,7 @@ class State:
         user_id = data.get("id") if isinstance(data, dict) else None
         if (
             not isinstance(user_id, str)
-            or not auth.valid_channel(auth.user_channel(user_id))
+            or not session.rules.valid_channel(auth.user_channel(user_id))
             or user_id == ""
         ):
             raise StateError(ERROR_GENERIC, "user_data needs a string id")

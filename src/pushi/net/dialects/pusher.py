@@ -11,7 +11,6 @@ encoded once by State, the same bytes for every socket of either dialect.
 
 from __future__ import annotations
 
-import re
 import secrets
 import typing
 
@@ -25,9 +24,6 @@ if typing.TYPE_CHECKING:
 
 PROTOCOLS = (5, 6, 7)
 """ Protocol versions served (the `protocol` query parameter) """
-
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,164}")
-""" Pusher's channel names: letters, digits and `_-=@,.;`, at most 164 """
 
 CLIENT_EVENT_RATE = 10
 """ Client events a second per connection (Pusher's limit) """
@@ -64,12 +60,9 @@ class PusherRules(Rules):
         return "%d.%d" % (secrets.randbelow(10**10), secrets.randbelow(10**10))
 
     def valid_channel(self, channel: object) -> bool:
-        """Pusher's names, or a user channel (whose id may hold more characters)."""
-        if not isinstance(channel, str):
-            return False
-        if channel.startswith(auth.USER_PREFIX):
-            return auth.valid_channel(channel)
-        return CHANNEL_NAME.fullmatch(channel) is not None
+        """Pusher's names (`[A-Za-z0-9_\\-=@,.;]`, at most 164), and the user
+        channels `#server-to-user-<id>`: the names its HTTP API takes too."""
+        return auth.valid_pusher_channel(channel)
 
     def refuse_client_event(
         self, session: Session, channel: str, event: str, data: typing.Any
