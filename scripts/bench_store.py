@@ -276,6 +276,9 @@ def serve_bench(clients: int, processes: int, seconds: float) -> None:
             clients // processes + (i < clients % processes) for i in range(processes)
         ]
         start_at = time.time() + 1.0
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         with multiprocessing.Pool(processes) as pool:
             cpu_before = _cpu_seconds(server.pid, start_at)
             parts = pool.map(
@@ -283,6 +286,10 @@ def serve_bench(clients: int, processes: int, seconds: float) -> None:
                 [(app_port, sid, share, seconds, start_at) for share in shares],
             )
             cpu_used = _cpu_seconds(server.pid) - cpu_before
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (after.ru_utime + after.ru_stime) - (
+            children.ru_utime + children.ru_stime
+        )
         done = sum(p[0] for p in parts)
         refused = sum(p[1] for p in parts)
         latencies = sorted(x for p in parts for x in p[2])
@@ -307,6 +314,10 @@ def serve_bench(clients: int, processes: int, seconds: float) -> None:
         print(
             "server CPU: %.0f µs per committed event (%.0f%% of one core)"
             % (cpu_used / done * 1e6, cpu_used / seconds * 100)
+        )
+        print(
+            "publishers' CPU: %.0f%% of one core (the load generator shares the "
+            "machine)" % (client_cpu / seconds * 100)
         )
     if latencies:
 
