@@ -41,6 +41,8 @@ setuptools.setup(
             "requests>=2.31,<3",
             # drives Debian's /usr/bin/chromium; never downloads a browser
             "playwright>=1.45,<2",
+            # the official Pusher server SDK, a client of the Pusher HTTP API
+            "pusher>=3.3,<4",
         ],
     },
     entry_points={"console_scripts": ["pushi = pushi.base.state:main"]},
