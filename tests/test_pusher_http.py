@@ -8,10 +8,13 @@ publish is checked where it lands.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import hmac
 import json
+import os
 import re
+import sqlite3
 import time
 
 import pusher
@@ -492,6 +495,31 @@ def test_publishes_are_stored_only_when_the_app_persists(papp, closing):
     )
     stored = papp.rest.request("GET", "events", params=dict(channel="kept")).json()
     assert [e["data"]["event"] for e in stored["events"]] == ["b2", "b1", "second"]
+
+
+def test_a_stored_publish_answers_after_its_commit(start_server, tmp_path, closing):
+    if os.environ.get("MONGO_URL"):
+        pytest.skip("holds the embedded store's writer (no such handle on MongoDB)")
+    server = start_server(data_dir=str(tmp_path))
+    papp = PusherApp(server)
+    papp.settings(persist=True)
+    subscriber = papp.socket(closing)
+    subscriber.subscribe("held")
+    blocker = sqlite3.connect(
+        os.path.join(server.data_dir, "store", "pushi.db"), isolation_level=None
+    )
+    blocker.execute("BEGIN IMMEDIATE")  # the store worker cannot commit now
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(papp.sdk.trigger, "held", "ev", "d")
+            # delivered at once, answered only once committed
+            assert subscriber.expect("ev", channel="held")["data"] == "d"
+            with pytest.raises(concurrent.futures.TimeoutError):
+                running.result(timeout=1.0)
+            blocker.execute("ROLLBACK")
+            assert running.result(timeout=10) == {}
+    finally:
+        blocker.close()
 
 
 # -- refusals -----------------------------------------------------------------------
