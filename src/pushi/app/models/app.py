@@ -79,11 +79,13 @@ class App(PushiBase):
 
     @classmethod
     def validate(cls) -> list:
-        """A name is required and unique across the server."""
+        """A name is required and unique across the server; the Pusher
+        settings are checked on every save (the back-office's too)."""
         return super().validate() + [
             appier.not_null("name"),
             appier.not_empty("name"),
             appier.not_duplicate("name", cls._name()),
+            _pusher_settings,
         ]
 
     @classmethod
@@ -216,6 +218,21 @@ class App(PushiBase):
                 for name, default in APP_SETTINGS.items()
             },
         )
+
+
+def _pusher_settings(values: dict, ctx=None) -> bool:
+    """Validator: the Pusher settings of a record about to be saved."""
+    failed = appier.ValidationMultipleError()
+    for name in APP_SETTINGS:
+        if name not in values:
+            continue
+        try:
+            check_setting(name, values[name])
+        except ValueError as error:
+            failed.add_error(name, str(error))
+    if failed.errors:
+        raise failed
+    return True
 
 
 def _reasons(errors: dict) -> str:
