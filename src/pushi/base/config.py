@@ -252,8 +252,9 @@ class Settings:
     # pong follows within pong_timeout
     activity_timeout: int = 120
     pong_timeout: float = 30.0
-    # apps declared in configuration (PUSHI_APPS / PUSHI_APPS_FILE), checked
-    apps: tuple = ()
+    # apps declared in configuration (PUSHI_APPS / PUSHI_APPS_FILE), checked;
+    # dicts, so left out of the hash
+    apps: tuple = dataclasses.field(default=(), hash=False)
 
     @property
     def request_bucket(self) -> int:
