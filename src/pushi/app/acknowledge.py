@@ -29,6 +29,9 @@ LOGGER = logging.getLogger("pushi")
 ACK_TIMEOUT = 10.0
 """ Seconds a persisted publish waits for its commit before answering 503 """
 
+SWEEP_SECONDS = 1.0
+""" How often the deadline thread forgets completed tickets """
+
 TICKET = "pushi.ticket"
 """ WSGI environ key: the storage ticket a publish's answer waits for """
 
@@ -117,13 +120,17 @@ class _Deadlines:
     def add(self, ticket, deadline: float) -> None:
         with self._condition:
             self._count += 1
+            earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, self._count, ticket))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="pushi-acks", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify()
+            if earliest:
+                # the thread sleeps until the earliest deadline: a later one
+                # (the common case: every wait is as long) need not wake it
+                self._condition.notify()
 
     def _run(self) -> None:
         while True:
@@ -133,7 +140,9 @@ class _Deadlines:
                 deadline, _, ticket = self._heap[0]
                 wait = deadline - time.monotonic()
                 if ticket.outcome is None and wait > 0:
-                    self._condition.wait(wait)
+                    # wakes at least every SWEEP_SECONDS to forget the tickets
+                    # completed meanwhile (most are, long before their deadline)
+                    self._condition.wait(min(wait, SWEEP_SECONDS))
                     continue
                 heapq.heappop(self._heap)
             ticket.complete(StoreTimeout("store did not commit in time"))
