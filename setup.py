@@ -43,6 +43,8 @@ setuptools.setup(
             "playwright>=1.45,<2",
             # the official Pusher server SDK, a client of the Pusher HTTP API
             "pusher>=3.3,<4",
+            # encrypts private-encrypted- test events as a Pusher back end does
+            "PyNaCl>=1.5,<2",
         ],
     },
     entry_points={"console_scripts": ["pushi = pushi.base.state:main"]},
