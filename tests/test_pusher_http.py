@@ -127,6 +127,18 @@ def assert_json_error(response: requests.Response, code: int, what: str) -> dict
     return body
 
 
+def assert_reply(response: requests.Response, expected: dict, what: str) -> None:
+    """A 200 with that JSON body, served as JSON."""
+    assert response.status_code == 200, "%s: %d %s" % (
+        what,
+        response.status_code,
+        response.text,
+    )
+    content_type = response.headers["Content-Type"]
+    assert content_type.startswith("application/json"), (what, content_type)
+    assert response.json() == expected, (what, response.json())
+
+
 def assert_event(client: Client, channel: str, event: str, data: str) -> dict:
     """The next frame is exactly that event, as Pusher sends it (no stamps)."""
     got = client.next()
@@ -290,7 +302,7 @@ def test_socket_id_excludes_that_socket(papp, closing):
     body = dict(name="said", data="again", channel="room")
     body["socket_id"] = pushi_socket.socket_id
     response = papp.signed("POST", papp.events_path(), body=body)
-    assert response.status_code == 200 and response.json() == {}, response.text
+    assert_reply(response, {}, "POST events")
     assert_event(other, "room", "said", "again")
     assert_nothing(pushi_socket, "an event excluding this socket")
 
@@ -335,9 +347,13 @@ def test_trigger_batch(papp, closing):
         ]
     }
     response = papp.signed("POST", "/apps/%s/batch_events" % papp.app_id, body=body)
-    assert response.status_code == 200, response.text
-    assert response.json() == {"batch": [{"subscription_count": 1}, {}]}
+    assert_reply(response, {"batch": [{"subscription_count": 1}, {}]}, "batch info")
+    response = papp.signed(
+        "POST", "/apps/%s/batch_events" % papp.app_id, body={"batch": batch[:1]}
+    )
+    assert_reply(response, {}, "batch")
     assert_event(client, "feed", "i", "x")
+    assert_event(client, "feed", "one", "1")
 
 
 def test_send_to_user_reaches_the_signed_in_user(papp, closing):
@@ -376,8 +392,7 @@ def test_terminate_connections_closes_the_users_sockets(papp, closing):
     client.expect("pusher:signin_success")
     # the documented path, /apps/<app_id>/users/<id>/terminate_connections
     path = "/apps/%s/users/eve/terminate_connections" % papp.app_id
-    response = papp.signed("POST", path, body={})
-    assert response.status_code == 200 and response.json() == {}, response.text
+    assert_reply(papp.signed("POST", path, body={}), {}, "terminate_connections")
     expect_closed(client)
     bystander.roundtrip()  # the other socket lives on
 

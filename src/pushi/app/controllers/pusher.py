@@ -74,7 +74,7 @@ class PusherController(PushiController):
         ticket, info = self._call(publish)
         self._hold(ticket)
         if event["info"] is None:
-            return Reply()
+            return self._empty()
         return dict(channels=info)
 
     @appier.route("/apps/%s/batch_events" % APP_ID, "POST", json=True)
@@ -106,7 +106,7 @@ class PusherController(PushiController):
         tickets, infos = self._call(publish)
         self._hold(_all_of([ticket for ticket in tickets if ticket is not None]))
         if all(event["info"] is None for event in events):
-            return Reply()
+            return self._empty()
         # one entry per event: its only channel's attributes ({} without info)
         return dict(batch=[next(iter(info.values()), {}) for info in infos])
 
@@ -168,7 +168,7 @@ class PusherController(PushiController):
         every connection signed in as that user. Answers `{}`."""
         app, _ = self._signed(app_id)
         self._terminate(app, user_id)
-        return Reply()
+        return self._empty()
 
     @appier.route("/users/%s/terminate_connections" % USER, "POST", json=True)
     def terminate_keyed(self, user_id):
@@ -180,7 +180,7 @@ class PusherController(PushiController):
             raise appier.AppierException(message="Unknown auth_key", code=401)
         app, _ = self._signed(found.app_id)
         self._terminate(app, user_id)
-        return Reply()
+        return self._empty()
 
     def _terminate(self, app, user_id: str) -> None:
         if not USER_ID.fullmatch(user_id):
@@ -244,6 +244,12 @@ class PusherController(PushiController):
             return state.call(function)
         except StateError:
             raise appier.NotFoundError(message="App not found", code=404) from None
+
+    def _empty(self) -> str:
+        """Pusher's `{}` reply (Appier would answer an empty dict with
+        `{"result": "success"}`), as JSON."""
+        self.request.set_content_type("application/json")
+        return "{}"
 
     def _hold(self, ticket: Ticket | None) -> None:
         """A stored publish answers once committed (`Acknowledging`)."""
@@ -341,11 +347,6 @@ class PusherController(PushiController):
             channel: _pick(state.channel_counts(app, channel), attributes, channel)
             for channel in event["channels"]
         }
-
-
-class Reply(dict):
-    """A reply Appier sends as it is: an empty one stays `{}` (Pusher's reply)
-    where Appier would answer a plain empty dict with `{"result": "success"}`."""
 
 
 def _pick(counts: dict, attributes: typing.Iterable[str], channel: str) -> dict:
