@@ -37,6 +37,7 @@ import uuid
 from . import auth, strict_json
 from .channels import DEFAULT_MAX_PAYLOAD, AppState, Channel, Member
 from .errors import StoreError
+from .observer import NO_OBSERVER, Observer
 from .session import DIRECT, PUSHI_RULES, Outgoing, Rules, Session, Transport
 
 if typing.TYPE_CHECKING:
@@ -111,9 +112,14 @@ def is_system_event(event: str) -> bool:
 class State:
     """Owner of all live state; every method runs on the event loop thread."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, observer: Observer | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
+        # told of occupancy, presence, client events and cache misses of the
+        # apps with webhooks (base/observer.py); the runner passes hooks/'s
+        self.observer = observer or NO_OBSERVER
         self.apps: dict[str, AppState] = {}  # ident -> live state
         self.keys: dict[str, AppState] = {}  # key -> live state
         self.app_ids: dict[str, AppState] = {}  # numeric app_id -> live state
@@ -480,6 +486,10 @@ class State:
             # the latest connection's data stands for the user
             member.channel_data = data
         member.sockets[session.socket_id] = None
+        if first and app.webhooks:
+            # before the announcements: a callee closing the joiner announces
+            # its removal, which must come after its arrival
+            self.observer.member_added(app, channel_name, user_id)
         if first:
             for other in others:
                 if channel.members.get(user_id) is not member:
@@ -615,7 +625,10 @@ class State:
         reasons = session.channels.get(name)
         if reasons is None:
             reasons = session.channels[name] = set()
-            session.app.channel(name).sessions[session.socket_id] = session
+            channel = session.app.channel(name)
+            channel.sessions[session.socket_id] = session
+            if session.app.webhooks and len(channel.sessions) == 1:
+                self._occupancy(session.app, name, True)
         if reason == DIRECT and DIRECT not in reasons:
             session.direct += 1
         reasons.add(reason)
@@ -639,6 +652,9 @@ class State:
         if channel is None:
             return
         channel.sessions.pop(session.socket_id, None)
+        # decided now: with no socket left nobody can be told anything below,
+        # so nothing re-enters and joins it meanwhile
+        vacated = not channel.sessions and app.webhooks
         kind = auth.channel_kind(name)
         if kind == auth.PRESENCE:
             self._remove_member(session, channel)
@@ -646,6 +662,19 @@ class State:
             for peers in session.peers.values():
                 peers.discard(name)
         app.discard_if_empty(channel)
+        if vacated:
+            # after member_removed, as Pusher orders them
+            self._occupancy(app, name, False)
+
+    def _occupancy(self, app: AppState, name: str, occupied: bool) -> None:
+        """Tells the observer a channel got its first socket or lost its last
+        (a user's own channel, a sign-in detail, is no channel to report)."""
+        if name.startswith(auth.USER_PREFIX):
+            return
+        if occupied:
+            self.observer.channel_occupied(app, name)
+        else:
+            self.observer.channel_vacated(app, name)
 
     def _remove_member(self, session: Session, channel: Channel) -> None:
         """Ends a socket's membership of a presence channel (and its pairs there)."""
@@ -661,6 +690,8 @@ class State:
         if member.sockets:
             return
         del channel.members[user_id]
+        if session.app.webhooks:
+            self.observer.member_removed(session.app, name, user_id)
         # the leaving connection's own channel_data goes with the removal
         for other in self._member_sessions(session.app, channel):
             self._tell(other, "member_removed", name, user_id, data)
@@ -785,6 +816,16 @@ class State:
             # the store queue is full: refused, and delivered to nobody
             error = StateError(ERROR_GENERIC, "server busy, event not sent")
             self._refuse(session, error, channel)
+            return
+        if session.app.webhooks:
+            self.observer.client_event(
+                session.app,
+                channel,
+                event,
+                data,
+                session.socket_id,
+                session.users.get(channel),
+            )
 
     def publish(
         self,
@@ -873,6 +914,8 @@ class State:
             del self.cache[key]
             entry = None
         if entry is None:
+            if session.app.webhooks:
+                self.observer.cache_miss(session.app, channel)
             self._tell(session, "cache_miss", channel)
             return
         try:
