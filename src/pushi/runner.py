@@ -11,6 +11,7 @@ import appier
 
 from .base.config import ConfigError, Settings
 from .base.state import State
+from .hooks import Webhooks
 from .store import Store
 
 LOGGER = logging.getLogger("pushi")
@@ -25,7 +26,9 @@ class Process:
 
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.store_queue)
-        self.state = State(self.settings, self.store)
+        # State's observer: webhooks posted off the loop by their own threads
+        self.webhooks = Webhooks.from_settings(self.settings)
+        self.state = State(self.settings, self.store, self.webhooks)
         self.app = PushiApp(self.state, self.store, self.settings)
         self.server = PushiServer(self.state, self.settings)
         self.api = None
@@ -67,6 +70,7 @@ class Process:
             LOGGER.info("declared apps: %d (PUSHI_APPS)", len(settings.apps))
         self.state.load_apps(app.credentials() for app in App.find(rules=False))
         self.store.start()
+        self.webhooks.start()
         self._serve(
             self.server,
             "ws",
@@ -153,6 +157,8 @@ class Process:
             self.api.delay_s(self.api.stop)
         for thread in self._threads:
             thread.join(10)
+        # after the sockets closed: their channel_vacated may still go out
+        self.webhooks.stop()
         self.store.stop()
         self.app.stop()
         if not isinstance(self.app.adapter, appier.MongoAdapter):

@@ -252,6 +252,12 @@ class Settings:
     # pong follows within pong_timeout
     activity_timeout: int = 120
     pong_timeout: float = 30.0
+    # webhooks: ms of events gathered into one request per URL (0: one request
+    # an event), events waiting per URL, seconds a request may take, senders
+    webhook_batch_ms: int = 0
+    webhook_queue: int = 10_000
+    webhook_timeout: float = 5.0
+    webhook_workers: int = 8
     # apps declared in configuration (PUSHI_APPS / PUSHI_APPS_FILE), checked;
     # dicts, so left out of the hash
     apps: tuple = dataclasses.field(default=(), hash=False)
@@ -300,6 +306,10 @@ class Settings:
             max_events=conf("PUSHI_MAX_EVENTS", 0, cast=int),
             activity_timeout=conf("PUSHI_ACTIVITY_TIMEOUT", 120, cast=int),
             pong_timeout=conf("PUSHI_PONG_TIMEOUT", 30.0, cast=float),
+            webhook_batch_ms=conf("PUSHI_WEBHOOK_BATCH_MS", 0, cast=int),
+            webhook_queue=conf("PUSHI_WEBHOOK_QUEUE", 10_000, cast=int),
+            webhook_timeout=conf("PUSHI_WEBHOOK_TIMEOUT", 5.0, cast=float),
+            webhook_workers=conf("PUSHI_WEBHOOK_WORKERS", 8, cast=int),
             apps=declared_apps(
                 conf("PUSHI_APPS", None), conf("PUSHI_APPS_FILE", None)
             ),
