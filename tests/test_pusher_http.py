@@ -356,9 +356,10 @@ def test_trigger_batch(papp, closing):
     assert_event(client, "feed", "one", "1")
 
 
-def test_send_to_user_reaches_the_signed_in_user(papp, closing):
-    client = papp.pusher_socket(closing)
-    user_data = json.dumps({"id": "bob"})
+def sign_in(papp, client, user_id: str) -> None:
+    """Signs a Pusher socket in as `user_id` (pusher:signin, signed as the
+    server SDKs' authenticate_user does) and awaits the success."""
+    user_data = json.dumps({"id": user_id})
     signature = hmac.new(
         papp.secret.encode(),
         ("%s::user::%s" % (client.socket_id, user_data)).encode(),
@@ -369,6 +370,11 @@ def test_send_to_user_reaches_the_signed_in_user(papp, closing):
         {"auth": "%s:%s" % (papp.key, signature), "user_data": user_data},
     )
     client.expect("pusher:signin_success")
+
+
+def test_send_to_user_reaches_the_signed_in_user(papp, closing):
+    client = papp.pusher_socket(closing)
+    sign_in(papp, client, "bob")
     papp.sdk.send_to_user("bob", "note", "for bob")
     got = client.expect("note")
     assert got["data"] == "for bob" and got["channel"] == "#server-to-user-bob", got
@@ -379,17 +385,7 @@ def test_send_to_user_reaches_the_signed_in_user(papp, closing):
 def test_terminate_connections_closes_the_users_sockets(papp, closing):
     client = papp.pusher_socket(closing)
     bystander = papp.pusher_socket(closing)
-    user_data = json.dumps({"id": "eve"})
-    signature = hmac.new(
-        papp.secret.encode(),
-        ("%s::user::%s" % (client.socket_id, user_data)).encode(),
-        hashlib.sha256,
-    ).hexdigest()
-    client.send(
-        "pusher:signin",
-        {"auth": "%s:%s" % (papp.key, signature), "user_data": user_data},
-    )
-    client.expect("pusher:signin_success")
+    sign_in(papp, client, "eve")
     # the documented path, /apps/<app_id>/users/<id>/terminate_connections
     path = "/apps/%s/users/eve/terminate_connections" % papp.app_id
     assert_reply(papp.signed("POST", path, body={}), {}, "terminate_connections")
@@ -399,17 +395,7 @@ def test_terminate_connections_closes_the_users_sockets(papp, closing):
 
 def test_the_python_sdks_terminate_path(papp, closing):
     client = papp.pusher_socket(closing)
-    user_data = json.dumps({"id": "zed"})
-    signature = hmac.new(
-        papp.secret.encode(),
-        ("%s::user::%s" % (client.socket_id, user_data)).encode(),
-        hashlib.sha256,
-    ).hexdigest()
-    client.send(
-        "pusher:signin",
-        {"auth": "%s:%s" % (papp.key, signature), "user_data": user_data},
-    )
-    client.expect("pusher:signin_success")
+    sign_in(papp, client, "zed")
     # pusher 3.x posts to /users/<id>/terminate_connections (no /apps/<app_id>)
     assert papp.sdk.terminate_user_connections("zed") == {}
     expect_closed(client)
