@@ -35,12 +35,15 @@ SWEEP_SECONDS = 1.0
 TICKET = "pushi.ticket"
 """ WSGI environ key: the storage ticket a publish's answer waits for """
 
+HANDLER = "pushi.handler"
+""" WSGI environ key: who answers a request whose ticket ends `NotServed` """
+
 
 class Acknowledging:
     """WSGI layer: a request with a storage ticket answers once it is complete.
 
-    Requests without one (everything but persisted publishes) pass through
-    untouched. Appier's error bodies are kept: an error raised in the
+    Requests without one (everything but publishes) pass through untouched;
+    a ticket that ends `NotServed` hands the request to `HANDLER`. Appier's error bodies are kept: an error raised in the
     controller leaves no ticket, and the 503 of a missed commit is Appier's
     shape (`pushi.app.base.error_body`).
     """
@@ -86,6 +89,12 @@ class Acknowledging:
             return
         if hasattr(result, "close"):
             result.close()
+        handler = environ.pop(HANDLER, None)
+        if isinstance(outcome, NotServed) and handler is not None:
+            # nothing was done: the request is answered as if it came now
+            environ.pop(TICKET, None)
+            yield from Acknowledging(handler)(environ, start_response)
+            return
         from .base import error_body
 
         if outcome is None or isinstance(outcome, StoreTimeout):
@@ -98,6 +107,11 @@ class Acknowledging:
         status, headers, body = error_body(code, message)
         start_response(status, headers)
         yield body
+
+
+class NotServed(Exception):
+    """A ticket's outcome: nothing was done for the request; the handler in
+    the environ (`HANDLER`) answers it instead."""
 
 
 class StoreTimeout(StoreError):

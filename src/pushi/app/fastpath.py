@@ -7,9 +7,11 @@ up to State (a live session of an app, a JSON object body, fields that pass
 `publish_fields`) is served here, with the answer Appier gives a successful
 publish: the same status, body and headers (a test holds them equal). Every
 other request, and every publish this layer is not sure of, goes to Appier
-untouched, which then answers it, errors included, exactly as before; nothing
-is delivered before that decision (State refuses an unknown app or a full
-store queue before delivering anything), so no request is ever handled twice.
+untouched, which then answers it, errors included, exactly as before. On netius
+the publish is handed to the event loop without waiting, and the answer waits
+for its outcome (`Acknowledging`); when State refuses it (an unknown app, a full
+store queue: refused before anything is delivered), Appier answers the request
+instead, so no request is ever handled twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import appier
 from ..base import strict_json
 from ..base.errors import StoreError
 from ..base.state import StateError
-from .acknowledge import TICKET
+from ..store import Ticket
+from .acknowledge import HANDLER, TICKET, NotServed
 from .controllers.events import publish_fields
 
 if typing.TYPE_CHECKING:
@@ -49,34 +52,69 @@ class FastPublish:
         body = environ["wsgi.input"].read()
         # whatever happens next, Appier may need to read the body again
         environ["wsgi.input"] = io.BytesIO(body)
-        if self._publish(environ, body):
-            start_response("200 OK", list(self.headers))
-            return [SUCCESS]
-        return self.application(environ, start_response)
+        publish = self._parse(environ, body)
+        if publish is None:
+            return self.application(environ, start_response)
+        if environ.get("wsgi.server_name") == "netius":
+            # the loop publishes while this server goes on reading requests;
+            # the answer waits for the ticket (`Acknowledging`)
+            environ[TICKET] = self._hand_over(publish)
+            environ[HANDLER] = self.application
+        elif not self._publish_now(environ, publish):
+            return self.application(environ, start_response)
+        start_response("200 OK", list(self.headers))
+        return [SUCCESS]
 
-    def _publish(self, environ: dict, body: bytes) -> bool:
-        """Publishes when nothing can go wrong before State; False to hand on."""
+    def _parse(self, environ: dict, body: bytes) -> tuple | None:
+        """State.publish's arguments when nothing can go wrong before State
+        (a live session, a JSON object, fields `publish_fields` takes); None
+        to hand the request to Appier."""
         content_type = environ.get("CONTENT_TYPE") or "application/json"
         if "json" not in content_type or not body:
-            return False
+            return None
         app_id = self._session_app(environ)
         if app_id is None:
-            return False
+            return None
         try:
             fields = strict_json.loads(body)
         except ValueError:
-            return False
+            return None
         if not isinstance(fields, dict):
-            return False
+            return None
         try:
             channels, event, data, persist = publish_fields(fields)
         except appier.AppierException:
-            return False
+            return None
+        return app_id, channels, event, data, fields, persist
+
+    def _hand_over(self, publish: tuple) -> Ticket:
+        """Publishes on the loop without waiting; the ticket completes once the
+        event is delivered (and committed, when persisted), or with `NotServed`
+        when State refused it before delivering anything."""
+        answer = Ticket()
+        state = self.app.state
+
+        def run() -> None:
+            if answer.outcome is not None:
+                return  # the answer gave up waiting: never published
+            try:
+                stored = state.publish(*publish)
+            except (StateError, StoreError):
+                answer.complete(NotServed())
+                return
+            if stored is None:
+                answer.complete(True)
+            else:
+                stored.then(answer.complete)
+
+        state.call_soon(run)
+        return answer
+
+    def _publish_now(self, environ: dict, publish: tuple) -> bool:
+        """Publishes and waits for the loop (threaded servers); False to hand on."""
         state = self.app.state
         try:
-            ticket = state.call(
-                state.publish, app_id, channels, event, data, fields, persist
-            )
+            ticket = state.call(state.publish, *publish)
         except (StateError, StoreError, TimeoutError):
             # refused before anything was delivered: Appier answers it
             return False
