@@ -55,9 +55,10 @@ class FastPublish:
         publish = self._parse(environ, body)
         if publish is None:
             return self.application(environ, start_response)
-        if environ.get("wsgi.server_name") == "netius":
-            # the loop publishes while this server goes on reading requests;
-            # the answer waits for the ticket (`Acknowledging`)
+        if publish[-1] and environ.get("wsgi.server_name") == "netius":
+            # persisted: the loop publishes while this server goes on reading
+            # requests, and the answer waits for the commit (`Acknowledging`);
+            # an unpersisted publish is answered sooner by waiting for the loop
             environ[TICKET] = self._hand_over(publish)
             environ[HANDLER] = self.application
         elif not self._publish_now(environ, publish):
