@@ -21,15 +21,8 @@ import pytest
 from conftest import WAIT_SECONDS, AppClient, Client, unique
 
 from pushi.base.auth import channel_auth
+from pushi.base.config import WEBHOOK_EVENTS
 
-ALL = [
-    "channel_occupied",
-    "channel_vacated",
-    "member_added",
-    "member_removed",
-    "client_event",
-    "cache_miss",
-]
 QUERY = "?protocol=7&client=js&version=8.4.0"
 
 
@@ -63,7 +56,7 @@ class Receiver:
 
     def hook(self, *types: str) -> dict:
         """A webhook setting for this receiver (every type unless named)."""
-        return {"url": self.url, "event_types": list(types or ALL)}
+        return {"url": self.url, "event_types": list(types or WEBHOOK_EVENTS)}
 
     def _received(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length", "0"))
