@@ -43,9 +43,10 @@ class Acknowledging:
     """WSGI layer: a request with a storage ticket answers once it is complete.
 
     Requests without one (everything but publishes) pass through untouched;
-    a ticket that ends `NotServed` hands the request to `HANDLER`. Appier's error bodies are kept: an error raised in the
-    controller leaves no ticket, and the 503 of a missed commit is Appier's
-    shape (`pushi.app.base.error_body`).
+    a ticket that ends `NotServed` hands the request to `HANDLER`. Appier's
+    error bodies are kept: an error raised in the controller leaves no
+    ticket, and the 503 of a missed commit is Appier's shape
+    (`pushi.app.base.error_body`).
     """
 
     def __init__(self, application: typing.Callable) -> None:

@@ -310,9 +310,7 @@ class Settings:
             webhook_queue=conf("PUSHI_WEBHOOK_QUEUE", 10_000, cast=int),
             webhook_timeout=conf("PUSHI_WEBHOOK_TIMEOUT", 5.0, cast=float),
             webhook_workers=conf("PUSHI_WEBHOOK_WORKERS", 8, cast=int),
-            apps=declared_apps(
-                conf("PUSHI_APPS", None), conf("PUSHI_APPS_FILE", None)
-            ),
+            apps=declared_apps(conf("PUSHI_APPS", None), conf("PUSHI_APPS_FILE", None)),
         )
         values.update(overrides)
         if values["registration"] not in ("open", "admin"):
