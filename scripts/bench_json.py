@@ -59,6 +59,9 @@ ORDINARY = {
     "small client event": json.dumps(
         {"event": "client-typing", "channel": "private-chat", "data": {"typing": True}}
     ),
+    "small client event (object data)": json.dumps(
+        {"event": "client-x", "channel": "private-a", "data": {"k": "v"}}
+    ),
     "small chat message": json.dumps(
         {
             "event": "client-message",
@@ -86,6 +89,9 @@ ADVERSARIAL = {
     "63 KB of floats, 3-digit exponents": "[" + ",".join(["1.5e100"] * 8000) + "]",
     "63 KB of surrogate pairs": json.dumps(["\U0001f600" * 5000]),
     "63 KB of one-character escapes": json.dumps(['\n\t"\\' * 8000]),
+    "63 KB of digits in strings": json.dumps(["1234567890123456789012"] * 2400),
+    "63 KB of floats, a pair in 16 bytes": json.dumps([1.5, 2.25, "\U0001f600"] * 2350),
+    "63 KB of brackets in strings": json.dumps(["[[[[{{{{]]]]}}}}"] * 3200),
 }
 
 

@@ -97,12 +97,75 @@ def test_accepted_as_json_reads_it(text):
 
 
 def test_surrogates_past_the_search_threshold_are_still_checked():
-    many = strict_json._FEW_SURROGATES + 1
-    good = json.dumps(["\U0001f600" * many, "x"])
+    # one surrogate escape per 6 bytes: past _SURROGATE_SPACING, the decoded
+    # value is checked instead of the text
+    good = json.dumps(["\U0001f600" * 200, "x"])
+    assert good.count("\\ud") * strict_json._SURROGATE_SPACING > len(good)
     assert strict_json.loads(good) == json.loads(good)
-    bad = good.replace('"x"', '"\\udbff"')
-    with pytest.raises(ValueError):
-        strict_json.loads(bad)
+    for lone in ("\\udbff", "\\udc00", "a\\ud800b"):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            strict_json.loads(good.replace('"x"', '"%s"' % lone))
+
+
+def test_surrogates_under_the_search_threshold_are_searched():
+    # a few pairs in a long text: the regular expression decides
+    padding = json.dumps(["word"] * 2000)
+    good = '{"p":%s,"e":"\\ud83d\\ude00 \\uD83D\\uDE00"}' % padding
+    assert good.count("\\u") * strict_json._SURROGATE_SPACING < len(good)
+    assert strict_json.loads(good) == json.loads(good)
+    for bad in ("\\ud83d \\ude00", "\\ude00\\ud83d", "\\ud83d\\\\ude00"):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            strict_json.loads(good.replace("\\ud83d\\ude00", bad))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the prefilter: 32 openings cannot nest deeper than 32, 33 are scanned
+        nested(32),
+        "[" + nested(31) + "," + nested(1) + "]",
+        # many brackets inside strings, with escaped quotes and backslashes
+        json.dumps(["[" * 40 + '\\"' + "{" * 40, "\\", "]]", nested(30)]),
+        # few innermost pairs: measured by runs of brackets
+        "[" + ",".join([nested(31)] * 300) + "]",
+        # many innermost pairs: measured by passes first
+        "[" + ",".join(["[[1],[2],{}]"] * 300) + "," + nested(31) + "]",
+    ],
+)
+def test_depth_32_is_accepted_on_every_path(text):
+    assert strict_json.loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        nested(33),
+        "[" + nested(32) + "," + nested(1) + "]",
+        '["%s\\"",%s,"%s"]' % ("[" * 40, nested(33), "]" * 40),
+        "[" + ",".join([nested(31)] * 300) + "," + nested(32) + "]",
+        "[" + ",".join(["[[1],[2],{}]"] * 300) + "," + nested(32) + "]",
+        "[" + ",".join([nested(31)] * 300) + "," + objects(33) + "]",
+    ],
+)
+def test_depth_33_is_refused_on_every_path(text):
+    with pytest.raises(ValueError, match="nested too deep"):
+        strict_json.loads(text)
+
+
+def test_space_around_the_value_and_what_follows_it():
+    assert strict_json.loads(' \t\r\n{"a": [1]} \n') == {"a": [1]}
+    assert strict_json.loads(b"[1]\n") == [1]
+    for text in ("", " ", "[1] [2]", "[1],", "[1]\x0c", "x[1]", "[1]\u00a0"):
+        with pytest.raises(ValueError):
+            strict_json.loads(text)
+
+
+def test_integers_are_checked_when_long_digits_are_in_a_string():
+    text = '{"id": "%s", "n": %d}' % ("1" * 30, 2**63)
+    with pytest.raises(ValueError, match="64-bit"):
+        strict_json.loads(text)
+    ok = '{"id": "%s", "n": %d, "f": 1.5}' % ("1" * 30, 2**63 - 1)
+    assert strict_json.loads(ok) == json.loads(ok)
 
 
 def test_refusals_say_why():
@@ -115,3 +178,13 @@ def test_refusals_say_why():
     ):
         with pytest.raises(ValueError, match=why):
             strict_json.loads(text)
+
+
+def test_surrogates_among_floats_are_searched_and_still_checked():
+    # dense escapes, but at most one per float: the regular expression decides
+    good = json.dumps([1.5, 2.5, "\U0001f600"] * 200)
+    assert good.count("\\") * strict_json._SURROGATE_SPACING > len(good)
+    assert good.count("\\") <= good.count(".")
+    assert strict_json.loads(good) == json.loads(good)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        strict_json.loads(good.replace("\\ude00", "\\u0041", 1))

@@ -6,28 +6,32 @@ cannot parse the first two when echoed, BSON cannot encode the others, SQLite
 refuses deep documents; an event accepted with them would be delivered broken or
 silently lost by the store. Input is refused up front instead.
 
-Cost: the C parser does the work, with one hook (`parse_constant`) that only runs
-for NaN and Infinity, which are refused. What it cannot check is checked on the
-text, by C-level scans that only run when the text could hold the fault:
+Cost: the C parser does the work (its scanner called directly, without the
+Python wrapper of `json.loads`), with cheap hooks: `parse_constant` only runs for
+NaN and Infinity, which are refused; `parse_float` refuses an overflow to
+infinity; `parse_int` (the 64-bit range) is only given for texts with 19 digits in
+a row. What the parser cannot check is checked on the text, by C-level scans that
+only run when the text could hold the fault:
 
 - depth: at most 32 `[`/`{` in the text cannot nest deeper than 32; otherwise the
-  brackets outside strings are stripped to a skeleton whose nesting is measured by
-  removing innermost pairs, one level per pass, at most 32 passes;
-- numbers: a 64-bit overflow needs 19 digits in a row, an overflow to infinity a
-  19-digit mantissa or a 3-digit exponent; only then are the long integers outside
-  strings converted and the decoded value serialised with `allow_nan=False`;
-- lone surrogates: only when the text holds a `\\ud8`-`\\udf` escape, the valid
-  pairs and other escapes are removed and any escape left is a lone one.
+  brackets outside strings are stripped to a skeleton, whose innermost pairs are
+  removed one level per pass while that shrinks it much, and whose remaining runs
+  of `[` and `]` are then summed up (`re.findall`, `itertools.accumulate`);
+- lone surrogates: only when the text holds a `\\ud` escape; a few are searched
+  with one regular expression, many (a text mostly of escaped emoji) are checked
+  on the decoded value, serialised once by the C encoder.
 
 So a parse costs `json.loads` plus a few `str.count`-like scans (see
-scripts/bench_json.py), and a text built to reach a slow check pays one C-level
-regular-expression pass over it, never a Python walk over its values.
+scripts/bench_json.py), and a text built to reach a slow check pays C-level passes
+over it or one C-level serialisation, never a Python walk over its values.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
+import json.encoder
+import operator
 import re
 import typing
 
@@ -50,39 +54,78 @@ _STRUCTURE = b'[]{}"\\' + _ESCAPE_LETTERS
 _STRUCTURE_MAP = bytes.maketrans(b"{}D", b"[]d")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
 _ONLY_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}"')
-# digits as 0, E and + as e, D as d, curly brackets as square ones: `0` x 19 is
-# a long number, `e000` a long exponent (`e+400`: `ee000`), `\\ud` maybe a
-# surrogate escape, `[` counts the openings
-_SCAN = bytes.maketrans(b"123456789E+D{}", b"000000000eed[]")
-_FEW_SURROGATES = 64
+# digits as 0, D as d, curly brackets as square ones: `0` x 19 is a long
+# number, `\\ud` maybe a surrogate escape, `[` counts the openings
+_SCAN = bytes.maketrans(b"123456789D{}", b"000000000d[]")
 _LONG_DIGITS = b"0" * 19
-_LONG_EXPONENT = b"e000"
+# at most one escape per this many bytes: searched with the regular expression;
+# more: the decoded value is serialised (see _lone_surrogate)
+_SURROGATE_SPACING = 16
+# runs of openings and closings in a skeleton of brackets
+_RUNS = re.compile(rb"\[+|\]+")
+# a skeleton with fewer innermost pairs than one per this many bytes is measured
+# by its runs (few of them) rather than by more passes over it
+_LEAF_SPACING = 32
 
 
 def _refuse_constant(name: str) -> typing.NoReturn:
     raise ValueError("%s is not JSON" % name)
 
 
-def _bounded_int(text: str) -> int:
-    value = int(text)
-    if not -INT64 <= value < INT64:
-        raise ValueError("integer out of 64-bit range")
-    return value
-
-
 def _finite_float(text: str) -> float:
+    # called by the C parser for every number with a fraction or an exponent
+    # (about 0.1 us each, cheaper than a scan for long exponents on every text)
     value = float(text)
-    if math.isinf(value):
+    if value - value:
+        # inf - inf is nan, the only difference that is not 0.0
         raise ValueError("number out of range")
     return value
 
 
-_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+def _bounded_int(text: str) -> int:
+    # called for every integer, but only for texts with 19 digits in a row
+    value = int(text)
+    if -INT64 <= value < INT64:
+        return value
+    raise ValueError("integer out of 64-bit range")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_bounded_decoder = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
+)
+_SPACE = " \t\n\r"
+
+
+def _decode(text: str, decoder: json.JSONDecoder) -> typing.Any:
+    """`decoder.decode` without its Python wrapper (two regular-expression
+    matches per call, most of the cost of a small message): the C scanner is
+    called directly, the wrapper only for what the scanner leaves (leading
+    space, anything after the value, an error to report)."""
+    try:
+        value, end = decoder.scan_once(text, 0)
+    except StopIteration:
+        return decoder.decode(text)
+    if end != len(text) and text[end:].strip(_SPACE):
+        return decoder.decode(text)
+    return value
 
 
 def _outside_strings(masked: bytes) -> bytes:
     """What lies outside the strings of valid JSON whose escapes are masked."""
+    if b'"' not in masked:
+        return masked
     return b"".join(masked.split(b'"')[::2])
+
+
+def _depth_of_runs(brackets: bytes) -> int:
+    """The nesting of a non-empty skeleton of brackets, from its runs: after
+    the n-th run of `[` it is the sum of the runs of `[` so far less the runs of
+    `]` before it."""
+    lengths = list(map(len, _RUNS.findall(brackets)))
+    opened = lengths[::2]
+    closed = itertools.chain((0,), lengths[1::2])
+    return max(itertools.accumulate(map(operator.sub, opened, closed)))
 
 
 def _too_deep(masked: bytes) -> bool:
@@ -91,18 +134,23 @@ def _too_deep(masked: bytes) -> bool:
     brackets = masked.translate(None, _ONLY_BRACKETS)
     # strings without brackets leave `""`; taking two adjacent quotes out keeps
     # the rest alternating (open, close), so what is left splits as strings
-    brackets = brackets.replace(b'""', b"")
-    if b'"' in brackets:
-        brackets = _outside_strings(brackets)
-    if brackets.count(b"[") <= MAX_DEPTH:
-        return False
+    brackets = _outside_strings(brackets.replace(b'""', b""))
     # valid JSON: every bracket is matched; each pass removes exactly the
-    # innermost level (bytes.replace does not rescan what it joined)
-    for _ in range(MAX_DEPTH):
-        brackets = brackets.replace(b"[]", b"")
-        if not brackets:
+    # innermost level (bytes.replace does not rescan what it joined), so the
+    # nesting is the passes made plus that of what is left
+    passes = 0
+    while brackets:
+        if brackets.count(b"[") <= MAX_DEPTH - passes:
             return False
-    return True
+        if passes == MAX_DEPTH:
+            return True
+        if brackets.count(b"[]") * _LEAF_SPACING < len(brackets):
+            # few innermost pairs: a pass would remove little, and there are
+            # few runs (two per innermost pair at most) to sum up instead
+            return passes + _depth_of_runs(brackets) > MAX_DEPTH
+        brackets = brackets.replace(b"[]", b"")
+        passes += 1
+    return False
 
 
 def _masked(encoded: bytes, quotes: bool) -> bytes:
@@ -115,20 +163,59 @@ def _masked(encoded: bytes, quotes: bool) -> bytes:
     return encoded
 
 
-def _lone_surrogate(encoded: bytes) -> bool | None:
-    """Whether a string escape is a surrogate without its other half.
+def _structure(encoded: bytes, escapes: bool) -> bytes:
+    """The brackets (`{}` as `[]`) and the quotes that open and close strings,
+    with, if the text has `escapes`, the characters of every escape but its hex
+    digits (`\\ud` stays), escaped backslashes and quotes masked."""
+    if not escapes:
+        # no escape (most texts a browser sends): every quote is one
+        return encoded.translate(_STRUCTURE_MAP, _ONLY_BRACKETS)
+    return _masked(encoded.translate(_STRUCTURE_MAP, _NOT_STRUCTURE), True)
 
-    None: too many surrogate escapes to search them one by one (the caller
-    checks the decoded strings instead).
-    """
-    masked = _masked(encoded, False)
-    if len(masked) > _FEW_SURROGATES * 12:
-        escapes = masked.count(b"\\ud") + masked.count(b"\\uD")
-        if not escapes:
-            return False
-        if escapes > _FEW_SURROGATES:
-            return None
-    return _LONE_SURROGATE.search(masked) is not None
+
+def _lone_surrogate(value: typing.Any, encoded: bytes, escapes: int) -> bool:
+    """Whether a string escape is a surrogate without its other half (the
+    text holds at most `escapes` escapes)."""
+    # the regular expression costs about 0.12 us an escape, the C encoder about
+    # what decoding cost, but twice that for floats (their repr is slow): so
+    # the escapes are searched when sparse, or at most one per float
+    if escapes * _SURROGATE_SPACING <= len(encoded) or escapes <= encoded.count(b"."):
+        return _LONE_SURROGATE.search(_masked(encoded, False)) is not None
+    # escapes everywhere: the decoder paired what it could, so any surrogate
+    # left in a decoded string is a lone one, which UTF-8 cannot encode
+    try:
+        _serialise(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _unserialisable(value: typing.Any) -> typing.NoReturn:
+    raise TypeError("%r is not JSON" % type(value))
+
+
+if json.encoder.c_make_encoder is not None:
+    # the C encoder itself, made once: `json.dumps` with options builds a new
+    # encoder per call, most of the cost of a small value
+    _c_encoder = json.encoder.c_make_encoder(
+        None,
+        _unserialisable,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def _serialise(value: typing.Any) -> str:
+        return "".join(_c_encoder(value, 0))
+
+else:  # pragma: no cover (Python without the C accelerator)
+
+    def _serialise(value: typing.Any) -> str:
+        return json.dumps(value, ensure_ascii=False, check_circular=False)
 
 
 def loads(text: str | bytes) -> typing.Any:
@@ -138,36 +225,28 @@ def loads(text: str | bytes) -> typing.Any:
         text = bytes(text).decode(json.detect_encoding(text))
     elif text.startswith("\ufeff"):
         raise ValueError("Unexpected UTF-8 BOM")
-    try:
-        value = _decode(text)
-    except RecursionError:
-        raise ValueError("nested too deep") from None
     # strict: a raw lone surrogate has no UTF-8 form either
     encoded = text.encode("utf-8")
     scan = encoded.translate(_SCAN)
-    if scan.find(b"\\ud") >= 0:
-        lone = _lone_surrogate(encoded)
-        if lone is None:
-            try:
-                json.dumps(value, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                lone = True
-        if lone:
+    # 19 digits in a row (maybe in a string): the integers are checked too
+    long_digits = scan.find(_LONG_DIGITS) >= 0
+    try:
+        value = _decode(text, _bounded_decoder if long_digits else _decoder)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    # no backslash: no escape, so no surrogate escape either (most texts a
+    # browser sends); the skeleton of brackets, when made, is a smaller text to
+    # look for surrogate escapes in (it keeps every `\\ud`)
+    escapes = b"\\" in encoded
+    structure = None
+    if scan.count(b"[") > MAX_DEPTH:
+        structure = _structure(encoded, escapes)
+        if _too_deep(structure):
+            raise ValueError("nested too deep")
+    if escapes:
+        hint = scan if structure is None else structure
+        if hint.find(b"\\ud") >= 0 and _lone_surrogate(
+            value, encoded, hint.count(b"\\")
+        ):
             raise ValueError("lone surrogate in a string")
-    if scan.count(b"[") > MAX_DEPTH and _too_deep(
-        _masked(encoded.translate(_STRUCTURE_MAP, _NOT_STRUCTURE), True)
-    ):
-        raise ValueError("nested too deep")
-    if scan.find(_LONG_DIGITS) >= 0 or scan.find(_LONG_EXPONENT) >= 0:
-        # maybe a number out of range: look outside strings, then decode again
-        # with the checks the long numbers need (rare: only such texts pay)
-        outside = _outside_strings(_masked(encoded, True)).translate(_SCAN)
-        long_digits = outside.find(_LONG_DIGITS) >= 0
-        if long_digits or outside.find(_LONG_EXPONENT) >= 0:
-            json.loads(
-                text,
-                parse_constant=_refuse_constant,
-                parse_int=_bounded_int if long_digits else None,
-                parse_float=_finite_float,
-            )
     return value
