@@ -220,7 +220,12 @@ def test_chunked_body_at_the_limit_is_served(raw, bounded_app):
 
 
 def test_chunked_body_past_the_limit_is_cut_off_while_read(raw, bounded, bounded_app):
-    """64 MiB of chunks offered: 413 once the limit is passed, memory stays flat."""
+    """64 MiB of chunks offered: 413 once the limit is passed, memory stays flat.
+
+    The body never ends (no last chunk), so any answer at all is the server's
+    cut-off while reading it; how many chunks the client got to send first
+    depends only on how busy the machine is (after the refusal the server reads
+    and drops what still comes), so it is not asserted."""
     connection = raw()
     connection.send(
         post_head(
@@ -245,7 +250,6 @@ def test_chunked_body_past_the_limit_is_cut_off_while_read(raw, bounded, bounded
     assert_refused(
         status, headers, body, 413, "chunked past the limit", bounded_app.sid
     )
-    assert sent < 1024, "all 64 MiB were read before the answer"
     connection.assert_closed()
 
 
